@@ -1,0 +1,146 @@
+"""Skeleton layouts: which joints exist and how they connect.
+
+A layout is the one description of a skeleton that every part of the project reads: the
+ST-GCN graph (net/graph.py), the bone stream and the left/right flip (feeder/), and the
+centring / rotation of offline preprocessing (feeder/preprocess.py). Two layouts are built
+in; any other comes from a small YAML file:
+
+    num_joints: 17
+    center: 0                 # 0-based joint the graph's spatial partition is centred on
+    edges: [[1, 0], [2, 1]]   # 0-based undirected links
+    flip_pairs: [[1, 4]]      # left/right joints swapped by a horizontal flip
+    shoulders: [5, 6]         # optional: left, right shoulder (enables the y-rotation)
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    num_joints: int
+    edges: tuple  # 0-based (a, b) undirected links, self loops excluded
+    center: int
+    flip_pairs: tuple = ()  # 0-based (left, right)
+    shoulders: tuple | None = None  # 0-based (left, right), for the y-rotation of preprocessing
+
+    def __post_init__(self):
+        v = self.num_joints
+        for a, b in self.edges:
+            if not (0 <= a < v and 0 <= b < v):
+                raise ValueError(f"layout {self.name!r}: edge ({a}, {b}) names a joint outside 0..{v - 1}")
+        if not 0 <= self.center < v:
+            raise ValueError(f"layout {self.name!r}: center {self.center} is outside 0..{v - 1}")
+        for a, b in self.flip_pairs:
+            if not (0 <= a < v and 0 <= b < v):
+                raise ValueError(f"layout {self.name!r}: flip pair ({a}, {b}) is outside 0..{v - 1}")
+        if self.shoulders is not None and not all(0 <= s < v for s in self.shoulders):
+            raise ValueError(f"layout {self.name!r}: shoulders {self.shoulders} outside 0..{v - 1}")
+        parents = self.parents  # raises if the graph is not connected
+        del parents
+
+    @property
+    def parents(self) -> list:
+        """Parent of every joint on the way to the centre (the centre is its own parent).
+
+        Found by breadth-first search from the centre, so any connected edge list works; for
+        NTU this gives exactly the lineage's 25 bone pairs (tested against the golden file).
+        """
+        nbrs = [[] for _ in range(self.num_joints)]
+        for a, b in self.edges:
+            nbrs[a].append(b)
+            nbrs[b].append(a)
+        parent = [-1] * self.num_joints
+        parent[self.center] = self.center
+        queue = deque([self.center])
+        while queue:
+            j = queue.popleft()
+            for n in sorted(nbrs[j]):
+                if parent[n] < 0:
+                    parent[n] = j
+                    queue.append(n)
+        missing = [j for j, p in enumerate(parent) if p < 0]
+        if missing:
+            raise ValueError(f"layout {self.name!r}: joints {missing} are not connected to the centre {self.center}")
+        return parent
+
+    @property
+    def flip_permutation(self) -> list:
+        perm = list(range(self.num_joints))
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+
+def _one_based(pairs):
+    return tuple((a - 1, b - 1) for a, b in pairs)
+
+
+NTU_RGBD = Layout(
+    name="ntu-rgb+d",
+    num_joints=25,
+    edges=_one_based([(1, 2), (2, 21), (3, 21), (4, 3), (5, 21), (6, 5), (7, 6), (8, 7), (9, 21),
+                      (10, 9), (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1),
+                      (18, 17), (19, 18), (20, 19), (22, 23), (23, 8), (24, 25), (25, 12)]),
+    center=21 - 1,
+    # left arm 5-8 <-> right arm 9-12, left leg 13-16 <-> right leg 17-20, hands 22,23 <-> 24,25
+    flip_pairs=_one_based([(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19),
+                           (16, 20), (22, 24), (23, 25)]),
+    shoulders=(5 - 1, 9 - 1),
+)
+
+# Kinect v1 (20 joints), joint order of the NW-UCLA release (see data/nw_ucla/SOURCE.md).
+NW_UCLA = Layout(
+    name="nw-ucla",
+    num_joints=20,
+    edges=_one_based([(1, 2), (2, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9),
+                      (11, 10), (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17),
+                      (19, 18), (20, 19)]),
+    center=3 - 1,
+    flip_pairs=_one_based([(5, 9), (6, 10), (7, 11), (8, 12), (13, 17), (14, 18), (15, 19), (16, 20)]),
+    shoulders=(5 - 1, 9 - 1),
+)
+
+BUILTIN = {NTU_RGBD.name: NTU_RGBD, NW_UCLA.name: NW_UCLA}
+LAYOUT_KEYS = ("num_joints", "edges", "center", "flip_pairs", "shoulders")
+
+
+def layout_from_dict(d: dict, name: str = "custom") -> Layout:
+    unknown = sorted(set(d) - set(LAYOUT_KEYS) - {"name"})
+    if unknown:
+        raise ValueError(f"layout {name!r}: unknown key(s) {unknown}; known keys are {list(LAYOUT_KEYS)}")
+    for key in ("num_joints", "edges", "center"):
+        if key not in d:
+            raise ValueError(f"layout {name!r}: missing required key {key!r}")
+    return Layout(
+        name=d.get("name", name),
+        num_joints=int(d["num_joints"]),
+        edges=tuple((int(a), int(b)) for a, b in d["edges"]),
+        center=int(d["center"]),
+        flip_pairs=tuple((int(a), int(b)) for a, b in d.get("flip_pairs", [])),
+        shoulders=tuple(int(s) for s in d["shoulders"]) if d.get("shoulders") is not None else None,
+    )
+
+
+def get_layout(layout) -> Layout:
+    """A Layout from a built-in name, a YAML file path, a dict, or a Layout."""
+    if isinstance(layout, Layout):
+        return layout
+    if isinstance(layout, dict):
+        return layout_from_dict(layout)
+    if layout in BUILTIN:
+        return BUILTIN[layout]
+    if isinstance(layout, str) and layout.endswith((".yaml", ".yml")):
+        if not os.path.isfile(layout):
+            raise FileNotFoundError(f"layout file not found: {layout}")
+        with open(layout) as f:
+            d = yaml.safe_load(f) or {}
+        if not isinstance(d, dict):
+            raise ValueError(f"layout file {layout}: expected a mapping of {list(LAYOUT_KEYS)}")
+        return layout_from_dict(d, name=os.path.splitext(os.path.basename(layout))[0])
+    raise ValueError(f"unknown layout {layout!r}: use one of {sorted(BUILTIN)} or a .yaml layout file")

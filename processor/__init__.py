@@ -1,0 +1,26 @@
+"""The processor registry: every name a seed's users type resolves here to one of a few loops.
+
+name -> (class path, one-line description, config defaults the name implies)
+"""
+from __future__ import annotations
+
+PROCESSORS = {
+    "pretrain": ("processor.pretrain.Pretrain", "self-supervised pretraining of any method in net/", {}),
+    "pretrain_skeletonclr": ("processor.pretrain.Pretrain", "SkeletonCLR pretraining (MoCo v2 on ST-GCN)", {}),
+    "linear_evaluation": ("processor.evaluation.Evaluation", "linear probe on a frozen pretrained encoder",
+                          {"protocol": "linear"}),
+    "finetune_evaluation": ("processor.evaluation.Evaluation", "fine-tune the whole pretrained encoder",
+                            {"protocol": "finetune"}),
+    "knn": ("processor.knn.KNN", "kNN classification of frozen features (k list, cosine)", {}),
+}
+
+
+def get_processor(name: str):
+    """(class, defaults) for a registered name; an unknown name lists the known ones."""
+    from torchlight.config import ConfigError, closest
+    from torchlight.util import import_class
+
+    if name not in PROCESSORS:
+        raise ConfigError(f"unknown processor `{name}`{closest(name, PROCESSORS)}; known: {', '.join(PROCESSORS)}")
+    path, _, defaults = PROCESSORS[name]
+    return import_class(path), dict(defaults)

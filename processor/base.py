@@ -1,0 +1,436 @@
+"""The base processor: config -> data, model, optimiser, schedule, DDP, AMP, checkpoints, logging.
+
+Subclasses write `train_epoch(epoch) -> dict` and optionally `evaluate(epoch) -> dict`; the epoch
+loop, checkpointing and exact resume live here, once.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from feeder.ntu_feeder import identity_collate
+from torchlight import dist
+from torchlight.config import ConfigError, dump, resolve_path, validate
+from torchlight.io import CheckpointError, atomic_save, atomic_write_json, atomic_write_text, load_checkpoint, \
+    load_weights
+from torchlight.log import Logger
+from torchlight.seed import WorkerInit, get_rng_state, seed_everything, set_rng_state
+from torchlight.util import instantiate
+
+# Keys every processor understands. Lineage keys keep their meaning (spec §8); a few are accepted
+# only so old YAMLs load (device, use_gpu, debug, pavi_log, print_log, save_log).
+BASE_DEFAULTS = {
+    "work_dir": "./work_dir/tmp",
+    "config": None,
+    "phase": "train",
+    "seed": 0,
+    "deterministic": False,
+    "use_gpu": True,
+    "device": [0],
+    "amp": "off",
+    "compile": False,
+    "sync_bn": False,
+    "resume": "auto",
+    "weights": None,
+    "ignore_weights": [],
+    "rename_weights": {},
+    "model": None,
+    "model_args": {},
+    "train_feeder": "feeder.ntu_feeder.Feeder_single",
+    "train_feeder_args": {},
+    "test_feeder": None,
+    "test_feeder_args": {},
+    "num_worker": 2,
+    "batch_size": 128,
+    "test_batch_size": 128,
+    "stream": "joint",
+    "optimizer": "SGD",
+    "base_lr": 0.01,
+    "scheduler": "step",
+    "step": [],
+    "lr_decay_rate": 0.1,
+    "warm_up_epoch": 0,
+    "min_lr": 0.0,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 1e-4,
+    "betas": [0.9, 0.999],
+    "num_epoch": 80,
+    "start_epoch": 0,
+    "log_interval": 100,
+    "save_interval": 10,
+    "eval_interval": 5,
+    "skip_nonfinite": False,
+    "show_topk": [1, 5],
+    "save_result": True,
+    "progress": True,
+    "tensorboard": True,
+    "wandb": {"enable": False, "project": "skelssl", "name": None, "group": None, "entity": None,
+              "mode": "offline"},
+    "debug": False,
+    "pavi_log": False,
+    "print_log": True,
+    "save_log": True,
+}
+ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `view`
+# Keys that may change between a run and its resume (they do not change what is computed).
+RUNTIME_KEYS = {"resume", "num_worker", "device", "use_gpu", "log_interval", "print_log", "save_log", "progress",
+                "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug", "pavi_log",
+                "test_batch_size", "config", "weights"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, bad labels); the message says where and what is safe."""
+
+
+class Processor:
+    DEFAULTS: dict = {}
+    description = ""
+
+    @classmethod
+    def defaults(cls) -> dict:
+        merged = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(copy.deepcopy(klass.__dict__.get("DEFAULTS", {})))
+        return {**BASE_DEFAULTS, **merged}
+
+    def __init__(self, cfg: dict, name: str = "processor", command: str = ""):
+        self.name = name
+        self.cfg = cfg = validate(cfg, self.defaults(), ALIASES, source=cfg.get("config") or "config")
+        self._check_choices()
+        use_cuda = cfg["use_gpu"] and torch.cuda.is_available()
+        self.rank, self.world_size, local_rank = dist.init_distributed("cuda" if use_cuda else "cpu")
+        self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+        self.is_main = self.rank == 0
+        self.work_dir = resolve_path(cfg["work_dir"])
+        self.logger = Logger(self.work_dir, enabled=self.is_main, tensorboard=cfg["tensorboard"],
+                             wandb_cfg=cfg["wandb"], run_config=cfg)
+        self.command = command
+        self.history: list = []
+        self.epoch = 0
+        self.iteration = 0
+        seed_everything(cfg["seed"] + self.rank)
+        if cfg["deterministic"]:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif use_cuda:
+            torch.backends.cudnn.benchmark = True
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg["seed"] * 1000 + self.rank)
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["amp"]]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
+        resume_path = self._find_resume()
+        self.build_data()
+        self.build_model()
+        if resume_path is None and cfg["weights"]:
+            self.load_pretrained(resolve_path(cfg["weights"]))
+        self.model.to(self.device)
+        self.build_optimizer()
+        if resume_path is not None:
+            self.restore(resume_path)
+        else:
+            self.epoch = cfg["start_epoch"]
+        self.wrap_model()
+        if self.is_main:
+            atomic_write_text(os.path.join(self.work_dir, "config.yaml"),
+                              f"# command line: {command}\n" + dump(cfg))
+        self.log(f"{name}: config\n{dump(cfg)}")
+        self.log(f"device {self.device}, world size {self.world_size}, amp {cfg['amp']}, "
+                 f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M parameters "
+                 f"({sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6:.3f} M trainable)")
+
+    # --- set-up -------------------------------------------------------------------------------------
+    def _check_choices(self):
+        cfg = self.cfg
+        choices = {"amp": ("off", "bf16", "fp16"), "optimizer": ("SGD", "Adam", "AdamW"),
+                   "scheduler": ("step", "cosine", "constant"), "phase": ("train", "test"),
+                   "stream": ("joint", "motion", "bone", "all")}
+        for key, allowed in choices.items():
+            if cfg[key] not in allowed:
+                raise ConfigError(f"config key `{key}`: {cfg[key]!r} is not one of {list(allowed)}")
+        if cfg["model"] is None:
+            raise ConfigError("config key `model` is required (a dotted class path such as net.skeletonclr.SkeletonCLR)")
+
+    def log(self, msg: str):
+        self.logger.info(msg)
+
+    def make_dataset(self, feeder_key: str):
+        args = dict(self.cfg[f"{feeder_key}_args"])
+        for key in ("data_path", "label_path"):
+            if args.get(key):
+                args[key] = resolve_path(args[key])
+        return instantiate(self.cfg[feeder_key], args, where=f"{feeder_key}_args")
+
+    def make_loader(self, dataset, batch_size: int, train: bool):
+        sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=train,
+                                     seed=self.cfg["seed"], drop_last=train)
+        per_rank = batch_size // self.world_size if train else batch_size
+        if train and batch_size % self.world_size:
+            raise ConfigError(f"batch_size {batch_size} is the global batch; it must divide by the "
+                              f"{self.world_size} processes")
+        worker_init = WorkerInit(self.cfg["seed"], self.rank)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=self.cfg["num_worker"],
+                            collate_fn=identity_collate, drop_last=train, worker_init_fn=worker_init,
+                            pin_memory=self.device.type == "cuda")
+        if train and len(loader) == 0:
+            raise ConfigError(f"the training set ({len(dataset)} samples) is smaller than one batch "
+                              f"({batch_size}); lower `batch_size`")
+        loader.worker_init = worker_init
+        return loader
+
+    def set_loader_epoch(self, loader, epoch: int):
+        loader.sampler.set_epoch(epoch)
+        loader.worker_init.epoch = epoch
+
+    def build_data(self):
+        raise NotImplementedError
+
+    def model_kwargs(self) -> dict:
+        return dict(self.cfg["model_args"])
+
+    def build_model(self):
+        self.model = instantiate(self.cfg["model"], self.model_kwargs(), where="model_args")
+        graph = getattr(getattr(self.model, "encoder_q", None), "graph", None)
+        data = getattr(self, "train_set", None)
+        if graph is not None and data is not None and graph.num_node != data.layout.num_joints:
+            raise ConfigError(f"model graph layout {graph.layout.name!r} has {graph.num_node} joints but the data "
+                              f"({data.data_path}) has {data.layout.num_joints}; set model_args.graph_args.layout")
+        if self.cfg["sync_bn"] and self.world_size > 1:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+
+    def allowed_missing(self) -> list:
+        return []
+
+    def load_pretrained(self, path: str):
+        rename = self.cfg["rename_weights"] or {}
+        if isinstance(rename, list):  # lineage form ['old.new'] is ActCLR's copy rule, not a rename
+            raise ConfigError("`rename_weights` takes a mapping {old_prefix: new_prefix}")
+        report = load_weights(self.model, path, ignore=self.cfg["ignore_weights"], rename=rename,
+                              allow_missing=self.allowed_missing())
+        self.log(report.summary())
+
+    def trainable_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def param_groups(self) -> list:
+        """Optimiser groups; a model may ask for its own (e.g. layer-wise lr decay) via `param_groups()`."""
+        if hasattr(self.model, "param_groups"):
+            return self.model.param_groups(self.cfg)
+        return [{"params": self.trainable_parameters()}]
+
+    def build_optimizer(self):
+        cfg = self.cfg
+        groups = [g for g in self.param_groups() if g["params"]]
+        if not groups:
+            raise ConfigError("the model has no trainable parameters")
+        for g in groups:
+            g.setdefault("lr_scale", 1.0)
+        kw = dict(lr=cfg["base_lr"], weight_decay=cfg["weight_decay"])
+        if cfg["optimizer"] == "SGD":
+            self.optimizer = torch.optim.SGD(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"], **kw)
+        elif cfg["optimizer"] == "Adam":
+            self.optimizer = torch.optim.Adam(groups, betas=tuple(cfg["betas"]), **kw)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, betas=tuple(cfg["betas"]), **kw)
+
+    def wrap_model(self):
+        self.module = self.model  # the unwrapped model: state_dict, evaluation, method calls
+        if self.cfg["compile"]:
+            self.model = torch.compile(self.model)
+        if self.world_size > 1 and any(p.requires_grad for p in self.module.parameters()):
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # --- schedule -----------------------------------------------------------------------------------
+    def lr_at(self, epoch_float: float) -> float:
+        """Learning rate at a fractional epoch (0-based): linear warm-up, then step / cosine / constant."""
+        cfg = self.cfg
+        base, warm = cfg["base_lr"], cfg["warm_up_epoch"]
+        if warm > 0 and epoch_float < warm:
+            return base * epoch_float / warm
+        if cfg["scheduler"] == "step":  # lineage: epoch e (1-based) uses base * rate^#{s in step: e > s}
+            return base * cfg["lr_decay_rate"] ** sum(int(epoch_float) >= s for s in cfg["step"])
+        if cfg["scheduler"] == "cosine":
+            span = max(cfg["num_epoch"] - warm, 1e-8)
+            progress = min(max((epoch_float - warm) / span, 0.0), 1.0)
+            return cfg["min_lr"] + (base - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * progress))
+        return base
+
+    def set_lr(self, epoch_float: float) -> float:
+        lr = self.lr_at(epoch_float)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+        return lr
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def backward_step(self, loss: torch.Tensor):
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def check_finite(self, loss: torch.Tensor, epoch: int, step: int, index, dataset) -> bool:
+        """False (skip the step) or raise when the loss is NaN / inf, naming the batch's samples."""
+        if torch.isfinite(loss).all():
+            return True
+        names = [dataset.sample_name[int(i)] for i in index[:8]] if hasattr(dataset, "sample_name") else []
+        msg = (f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {step} (samples {names}"
+               f"{' ...' if len(index) > 8 else ''})")
+        if self.cfg["skip_nonfinite"]:
+            self.log(msg + ": step skipped (skip_nonfinite: true)")
+            return False
+        last = os.path.join(self.work_dir, "latest.pt")
+        raise TrainingError(msg + f". Last good checkpoint: {last if os.path.isfile(last) else 'none yet'}. "
+                                  f"Lower base_lr, check those samples, or set skip_nonfinite: true")
+
+    # --- checkpoints --------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "rng": get_rng_state(self.generator),
+            "history": self.history,
+            "config": self.cfg,
+            "processor": self.name,
+            "extra": self.extra_state(),
+            "version": 1,
+        }
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, extra: dict):
+        pass
+
+    def save_checkpoint(self):
+        if not self.is_main:
+            return
+        state = self.state()
+        atomic_save(state, os.path.join(self.work_dir, "latest.pt"))
+        interval = self.cfg["save_interval"]
+        if interval > 0 and (self.epoch % interval == 0 or self.epoch == self.cfg["num_epoch"]):
+            atomic_save(state, os.path.join(self.work_dir, f"epoch{self.epoch}_model.pt"))
+
+    def _find_resume(self) -> str | None:
+        resume = self.cfg["resume"]
+        if resume in (None, "", "none", "no", False):
+            return None
+        latest = os.path.join(self.work_dir, "latest.pt")
+        if resume != "auto":
+            path = resolve_path(resume)
+            if not os.path.isfile(path):
+                raise CheckpointError(f"resume checkpoint not found: {path}")
+            return path
+        if not os.path.isfile(latest):
+            return None
+        try:
+            saved = load_checkpoint(latest)["config"]
+        except (CheckpointError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{latest} exists but cannot be resumed from ({e}); move it away or pass "
+                                  f"--resume none to start over in {self.work_dir}") from None
+        changed = sorted(k for k in set(saved) | set(self.cfg)
+                         if k not in RUNTIME_KEYS and saved.get(k) != self.cfg.get(k))
+        if changed:
+            raise ConfigError(f"{self.work_dir} holds a run with a different config (keys {changed}); "
+                              f"use another work_dir, or --resume none to overwrite it")
+        return latest
+
+    def restore(self, path: str):
+        state = load_checkpoint(path)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.history = [h for h in state["history"] if h["epoch"] <= self.epoch]
+        set_rng_state(state["rng"], self.generator)
+        self.load_extra_state(state.get("extra", {}))
+        if self.is_main:  # the metrics file may hold an epoch that the checkpoint does not
+            atomic_write_text(os.path.join(self.work_dir, "metrics.jsonl"),
+                              "".join(_json_line(h) for h in self.history))
+        self.log(f"resumed from {path} after epoch {self.epoch}")
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict:
+        raise NotImplementedError
+
+    def evaluate(self, epoch: int) -> dict:
+        return {}
+
+    def eval_due(self, epoch: int) -> bool:
+        interval = self.cfg["eval_interval"]
+        return interval > 0 and ((epoch + 1) % interval == 0 or epoch + 1 == self.cfg["num_epoch"])
+
+    def run(self):
+        start = time.time()
+        try:
+            if self.cfg["phase"] == "test":
+                result = self.evaluate(self.epoch)
+                self.log(f"test: {result}")
+            else:
+                self.train()
+            self.finish(time.time() - start)
+        finally:
+            self.logger.close()
+            dist.cleanup()
+
+    def train(self):
+        cfg = self.cfg
+        if self.epoch >= cfg["num_epoch"]:
+            self.log(f"nothing to train: the run already finished {self.epoch} of {cfg['num_epoch']} epochs")
+        for epoch in range(self.epoch, cfg["num_epoch"]):
+            t0 = time.time()
+            record = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if self.eval_due(epoch):
+                record.update(self.evaluate(epoch))
+            record["time"] = round(time.time() - t0, 3)
+            self.epoch = epoch + 1
+            self.history.append(record)
+            self.save_checkpoint()
+            if self.is_main:
+                with open(os.path.join(self.work_dir, "metrics.jsonl"), "a") as f:
+                    f.write(_json_line(record))
+            self.logger.scalars({k: v for k, v in record.items() if k != "epoch"}, epoch + 1, prefix="epoch/")
+            self.log(" ".join(f"{k} {_fmt(v)}" for k, v in record.items()))
+
+    def summary_lines(self) -> list:
+        return []
+
+    def finish(self, seconds: float):
+        if self.device.type == "cuda":
+            mem = f"peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MB"
+        else:
+            mem = f"peak RSS {peak_rss_mb():.0f} MB"
+        lines = [f"== {self.name} finished in {seconds / 60:.1f} min, {mem}",
+                 *self.summary_lines(),
+                 f"   work_dir: {self.work_dir} (config.yaml, log.txt, metrics.jsonl, latest.pt, tensorboard/)"]
+        self.log("\n".join(lines))
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record) + "\n"
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.1f}"
+    return str(v)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KB, macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024

@@ -1,0 +1,237 @@
+"""Supervised evaluation of an encoder: linear probe and fine-tuning, one loop.
+
+`protocol: linear` freezes everything but the classifier and keeps the model in eval() mode (the
+lineage protocol: pretrained BN statistics, no dropout). When the training feeder does not
+augment, the frozen features are computed once and the classifier trains on the cached features,
+which gives the same result as the full forward pass in a fraction of the time.
+`protocol: finetune` trains every parameter in train() mode.
+Each evaluation writes results.json and the test scores; "best" is selected on the test split, as
+the lineage does (optimistic) and is labelled so; "last" is the final epoch.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from feeder.ntu_feeder import identity_collate
+from feeder.streams import to_stream
+from torchlight.config import ConfigError
+from torchlight.io import atomic_pickle, atomic_save, atomic_write_json
+
+from .base import Processor, TrainingError
+
+SELECTION_NOTE = "best_top1 is selected on the test split (optimistic, as the lineage reports it); top1 is the last epoch"
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks) -> dict:
+    ranked = scores.topk(max(ks), dim=1).indices
+    hit = ranked == labels[:, None]
+    return {f"top{k}": round(100.0 * hit[:, :k].any(dim=1).float().mean().item(), 4) for k in ks}
+
+
+@torch.no_grad()
+def extract_features(model, loader, stream: str, layout, device, autocast, desc="features", progress=True):
+    """Pooled encoder features of a whole split, in dataset order: (N, d), labels (N,), indices (N,)."""
+    model.eval()
+    feats, labels, indices = [], [], []
+    for x, y, idx in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        x = to_stream(x.to(device, non_blocking=True), stream, layout)
+        with autocast():
+            feats.append(model.forward_features(x).float())
+        labels.append(y)
+        indices.append(idx)
+    return torch.cat(feats), torch.cat(labels).to(device), torch.cat(indices)
+
+
+class FeatureSet(torch.utils.data.Dataset):
+    """Cached features served like a dataset (whole batches at once)."""
+
+    def __init__(self, features, labels, sample_name):
+        self.features, self.label, self.sample_name = features, labels, sample_name
+
+    def __len__(self):
+        return len(self.label)
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices, device=self.features.device)
+        return self.features[idx], self.label[idx], torch.as_tensor(indices)
+
+
+class Evaluation(Processor):
+    description = "supervised evaluation (linear probe or fine-tuning) of an encoder"
+    DEFAULTS = {
+        "protocol": "linear",
+        "cache_features": "auto",
+        "base_lr": 3.0,
+        "step": [80],
+        "weight_decay": 0.0,
+        "num_epoch": 100,
+        "eval_interval": 5,
+        "save_interval": -1,
+    }
+
+    # --- set-up -------------------------------------------------------------------------------------
+    def build_data(self):
+        if self.cfg["protocol"] not in ("linear", "finetune"):
+            raise ConfigError(f"config key `protocol`: {self.cfg['protocol']!r} is not one of ['linear', 'finetune']")
+        if not self.cfg["test_feeder"]:
+            raise ConfigError("config key `test_feeder` (and `test_feeder_args`) is required for evaluation")
+        self.train_set = self.make_dataset("train_feeder")
+        self.test_set = self.make_dataset("test_feeder")
+        self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
+        # every rank evaluates the whole test split (simple and exact; a sharded test is a later speed-up)
+        self.test_loader = torch.utils.data.DataLoader(
+            self.test_set, batch_size=self.cfg["test_batch_size"], shuffle=False, num_workers=self.cfg["num_worker"],
+            collate_fn=identity_collate)
+        self.layout = self.train_set.layout
+        self.log(f"train {len(self.train_set)} samples ({self.train_set.data_path}), "
+                 f"test {len(self.test_set)} ({self.test_set.data_path}), stream {self.cfg['stream']}")
+
+    def build_model(self):
+        super().build_model()
+        self.head_prefixes = self.model.head_prefixes()
+        head = dict(self.model.named_modules()).get(self.head_prefixes[0])
+        n_out = head.out_features if isinstance(head, torch.nn.Linear) else None
+        for name, ds in (("training", self.train_set), ("test", self.test_set)):
+            if n_out is not None and ds.num_classes > n_out:
+                raise ConfigError(f"{name} labels go up to {ds.num_classes - 1} ({ds.label_path}) but the model "
+                                  f"has num_class {n_out}; set model_args.num_class")
+        if self.cfg["protocol"] == "linear":
+            for name, p in self.model.named_parameters():
+                p.requires_grad = any(name == h or name.startswith(h + ".") for h in self.head_prefixes)
+            self.log(f"linear probe: trainable {[n for n, p in self.model.named_parameters() if p.requires_grad]}")
+        self.best_top1, self.best_epoch = -1.0, 0
+
+    def allowed_missing(self) -> list:
+        return self.model.head_prefixes()
+
+    def wrap_model(self):
+        if not self.cfg["weights"] and self.epoch == 0:
+            self.log("NOTE: no `weights` given: evaluating a RANDOMLY INITIALISED encoder (a baseline)")
+        self.cached = self.cfg["protocol"] == "linear" and (
+            self.cfg["cache_features"] is True or (self.cfg["cache_features"] == "auto" and not self.train_set.augments))
+        if self.cached:
+            self.cache_features()
+        super().wrap_model()
+        if self.cached:  # only the classifier runs in training; DDP needs to see it as the module
+            head = self.module.get_submodule(self.head_prefixes[0])
+            self.train_head = head if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+                head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def cache_features(self):
+        t0 = time.time()
+        plain = torch.utils.data.DataLoader(self.train_set, batch_size=self.cfg["test_batch_size"], shuffle=False,
+                                            num_workers=self.cfg["num_worker"], collate_fn=identity_collate)
+        kw = dict(stream=self.cfg["stream"], layout=self.layout, device=self.device, autocast=self.autocast,
+                  progress=self.is_main and self.cfg["progress"])
+        f_train, y_train, _ = extract_features(self.model, plain, desc="train features", **kw)
+        f_test, y_test, _ = extract_features(self.model, self.test_loader, desc="test features", **kw)
+        self.train_loader = self.make_loader(FeatureSet(f_train, y_train, self.train_set.sample_name),
+                                             self.cfg["batch_size"], train=True)
+        self.train_loader.num_workers = 0
+        self.test_features = (f_test, y_test)
+        self.log(f"frozen features cached in {time.time() - t0:.1f} s: train {tuple(f_train.shape)}, "
+                 f"test {tuple(f_test.shape)}; the classifier trains on them")
+
+    # --- forward ------------------------------------------------------------------------------------
+    def logits(self, x):
+        """Logits from a raw batch, or from cached features."""
+        if self.cached:
+            return self.train_head(x)
+        return self.model(to_stream(x, self.cfg["stream"], self.layout))
+
+    def train_epoch(self, epoch: int) -> dict:
+        if self.cfg["protocol"] == "linear":
+            self.model.eval()
+        else:
+            self.model.train()
+        self.set_loader_epoch(self.train_loader, epoch)
+        steps = len(self.train_loader)
+        total, correct, loss_sum = 0, 0, 0.0
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg['num_epoch']}", leave=False,
+                   disable=not (self.is_main and self.cfg["progress"]), dynamic_ncols=True)
+        lr = self.set_lr(epoch)
+        for step, (x, y, index) in enumerate(bar):
+            lr = self.set_lr(epoch + step / steps)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if not self.cached and self.train_set.augments:
+                x = self.train_set.make_views(x, self.generator)[0]
+            with self.autocast():
+                out = self.logits(x)
+                loss = F.cross_entropy(out.float(), y)
+            self.iteration += 1
+            if not self.check_finite(loss, epoch, step, index, self.train_set):
+                continue
+            self.backward_step(loss)
+            loss_sum += float(loss) * len(y)
+            correct += int((out.argmax(1) == y).sum())
+            total += len(y)
+            bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.3g}")
+        return {"loss": loss_sum / max(total, 1), "train_top1": round(100.0 * correct / max(total, 1), 4), "lr": lr}
+
+    @torch.no_grad()
+    def test_scores(self) -> tuple:
+        self.model.eval()
+        if self.cached:
+            f, y = self.test_features
+            return self.module.forward_head(f).float(), y
+        scores, labels = [], []
+        for x, y, _ in self.test_loader:
+            with self.autocast():
+                scores.append(self.module(to_stream(x.to(self.device), self.cfg["stream"], self.layout)).float())
+            labels.append(y)
+        return torch.cat(scores), torch.cat(labels).to(self.device)
+
+    def evaluate(self, epoch: int) -> dict:
+        scores, labels = self.test_scores()
+        if not torch.isfinite(scores).all():
+            raise TrainingError(f"non-finite test scores after epoch {epoch + 1}: the classifier diverged; "
+                                f"lower base_lr")
+        acc = topk_accuracy(scores, labels, self.cfg["show_topk"])
+        top1 = acc["top1"]
+        is_best = top1 > self.best_top1
+        if is_best:
+            self.best_top1, self.best_epoch = top1, epoch + 1
+        if self.is_main:
+            self.save_scores(scores, "test_result_last.pkl")
+            if is_best:
+                self.save_scores(scores, "test_result.pkl")
+                atomic_save({"model": self.module.state_dict(), "epoch": epoch + 1, "top1": top1},
+                            os.path.join(self.work_dir, "best_model.pt"))
+            self.write_results(acc, epoch + 1)
+        self.log(f"eval epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}%" for k, v in acc.items())
+                 + f" | best-on-test top1 {self.best_top1:.2f}% (epoch {self.best_epoch})")
+        return {f"test_{k}": v for k, v in acc.items()}
+
+    def save_scores(self, scores, filename):
+        """{sample_name: logits} as the lineage's test_result.pkl, for multi-stream ensembles."""
+        if self.cfg["save_result"]:
+            names = self.test_set.sample_name
+            s = scores.cpu().numpy()
+            atomic_pickle(os.path.join(self.work_dir, filename), dict(zip(names, s)))
+
+    def write_results(self, acc: dict, epoch: int):
+        atomic_write_json(os.path.join(self.work_dir, "results.json"), {
+            "processor": self.name, "protocol": self.cfg["protocol"], "stream": self.cfg["stream"],
+            **acc, "best_top1": self.best_top1, "best_epoch": self.best_epoch, "epoch": epoch,
+            "num_epoch": self.cfg["num_epoch"], "selection": SELECTION_NOTE, "weights": self.cfg["weights"],
+            "config": self.cfg["config"], "test_samples": len(self.test_set),
+        })
+
+    def extra_state(self) -> dict:
+        return {"best_top1": self.best_top1, "best_epoch": self.best_epoch}
+
+    def load_extra_state(self, extra):
+        self.best_top1, self.best_epoch = extra.get("best_top1", -1.0), extra.get("best_epoch", 0)
+
+    def summary_lines(self) -> list:
+        last = next((h for h in reversed(self.history) if "test_top1" in h), None)
+        if last is None:
+            return []
+        return [f"   last top1 {last['test_top1']:.2f}% (epoch {last['epoch']}), best-on-test top1 "
+                f"{self.best_top1:.2f}% (epoch {self.best_epoch}); results.json, test_result.pkl, best_model.pt"]
+

@@ -1,0 +1,75 @@
+"""One self-supervised pretraining loop for every method: `losses = model(batch)`.
+
+The feeder's augmentations make the views on the training device (batched), the stream is derived
+once here, and the method returns a dict whose `loss` is minimised; every other scalar is logged.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from tqdm import tqdm
+
+from feeder.streams import to_stream
+
+from .base import Processor
+
+
+class Pretrain(Processor):
+    description = "self-supervised pretraining of any method in net/"
+    DEFAULTS = {"eval_interval": -1, "save_interval": 5}
+
+    def build_data(self):
+        self.train_set = self.make_dataset("train_feeder")
+        self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
+        self.log(f"training data: {len(self.train_set)} samples from {self.train_set.data_path}, "
+                 f"{self.train_set.num_views} view(s) per sample, stream {self.cfg['stream']}")
+
+    def make_batch(self, x, label, index, epoch: int) -> dict:
+        views = self.train_set.make_views(x, self.generator)
+        if self.cfg["stream"] != "all":  # 'all': multi-stream methods derive their streams themselves
+            views = [to_stream(v, self.cfg["stream"], self.train_set.layout) for v in views]
+        return {"views": views, "label": label, "index": index, "epoch": epoch}
+
+    def train_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        self.set_loader_epoch(self.train_loader, epoch)
+        sums, count, seen, t0 = defaultdict(float), 0, 0, time.time()
+        steps = len(self.train_loader)
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg['num_epoch']}", leave=False,
+                   disable=not (self.is_main and self.cfg["progress"]), dynamic_ncols=True)
+        lr = self.set_lr(epoch)
+        for step, (x, label, index) in enumerate(bar):
+            lr = self.set_lr(epoch + step / steps)
+            x = x.to(self.device, non_blocking=True)
+            label = label.to(self.device, non_blocking=True)
+            batch = self.make_batch(x, label, index, epoch)
+            with self.autocast():
+                out = self.model(batch)
+            loss = out["loss"]
+            self.iteration += 1
+            if not self.check_finite(loss, epoch, step, index, self.train_set):
+                continue
+            self.backward_step(loss)
+            for k, v in out.items():
+                sums[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
+            count += 1
+            seen += len(x)
+            if step % self.cfg["log_interval"] == 0:
+                self.logger.scalars({k: float(v.detach()) for k, v in out.items()} | {"lr": lr}, self.iteration,
+                                    prefix="train/")
+            bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.3g}",
+                            samples_s=f"{seen * self.world_size / (time.time() - t0):.1f}")
+        stats = {k: v / max(count, 1) for k, v in sums.items()}
+        stats["lr"] = lr
+        stats["samples_per_s"] = round(seen * self.world_size / (time.time() - t0), 2)
+        return stats
+
+    def summary_lines(self) -> list:
+        if not self.history:
+            return []
+        first, last = self.history[0], self.history[-1]
+        return [f"   loss {first.get('loss', float('nan')):.4f} (epoch {first['epoch']}) -> "
+                f"{last.get('loss', float('nan')):.4f} (epoch {last['epoch']}); "
+                f"checkpoints: latest.pt, epoch<N>_model.pt every {self.cfg['save_interval']} epochs"]
