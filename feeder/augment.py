@@ -37,13 +37,15 @@ def sample_temporal_crop_params(n, num_frames, padding_ratio, generator=None, de
 
 def sample_shear_params(n, amplitude, generator=None, device=None, dtype=torch.float32):
     """(n, 3, 3) shear matrices [[1, a, d], [b, 1, e], [c, f, 1]] with a..f ~ U(-r, r)."""
-    a, b, c, d, e, f = ((torch.rand(n, 6, generator=generator, device=device, dtype=dtype) * 2 - 1) * amplitude).unbind(1)
+    u = torch.rand(n, 6, generator=generator, device=device, dtype=dtype)
+    a, b, c, d, e, f = ((u * 2 - 1) * amplitude).unbind(1)
     one = torch.ones_like(a)
     return torch.stack([one, a, d, b, one, e, c, f, one], dim=1).view(n, 3, 3)
 
 
 def sample_rotate_params(n, generator=None, device=None, dtype=torch.float32):
-    """(n, 3) x, y, z angles in radians: U(0, 30) deg about a random main axis, U(0, 1) deg about the others."""
+    """(n, 3) x, y, z angles in radians: U(0, 30) deg about a random main axis, U(0, 1) deg
+    about the other two."""
     main = torch.randint(0, 3, (n,), generator=generator, device=device)
     u = torch.rand(n, 3, generator=generator, device=device, dtype=dtype)
     max_deg = torch.where(torch.nn.functional.one_hot(main, 3).bool(), 30.0, 1.0).to(dtype)
@@ -75,7 +77,8 @@ def _select_frames(x, frames):
     """out[n, :, t] = x[n, :, frames[n, t]] for an (N, T') long tensor, as one row gather."""
     n, c, t = x.shape[:3]
     rows = torch.arange(n * c, device=x.device).view(n, c, 1) * t + frames.view(n, 1, -1)
-    return x.flatten(3).flatten(0, 2).index_select(0, rows.view(-1)).view(n, c, frames.shape[1], *x.shape[3:])
+    out = x.flatten(3).flatten(0, 2).index_select(0, rows.view(-1))
+    return out.view(n, c, frames.shape[1], *x.shape[3:])
 
 
 # ----------------------------------------------------------------------------- augmentations
@@ -117,7 +120,8 @@ def random_flip(x, permutation, p=0.5, generator=None, apply=None):
     v, m = x.shape[3:]
     # permute (joint, person) pairs as one index over the flattened V*M columns: far faster
     # than an index_select on the joint axis with M = 2 contiguous values per joint
-    columns = (torch.as_tensor(permutation, device=x.device).view(v, 1) * m + torch.arange(m, device=x.device)).view(-1)
+    joints = torch.as_tensor(permutation, device=x.device)
+    columns = (joints.view(v, 1) * m + torch.arange(m, device=x.device)).view(-1)
     return _on_samples(x, apply, lambda xs, _: xs.reshape(-1, v * m).index_select(1, columns).view(xs.shape))
 
 

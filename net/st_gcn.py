@@ -101,6 +101,7 @@ class Model(nn.Module):
         else:
             self.edge_importance = [1] * len(plan)
         self.hidden_dim = hidden_dim
+        self.channels_last = True
         self.fc = nn.Linear(hidden_dim, num_class)
 
     def forward_feature_map(self, x):
@@ -111,7 +112,8 @@ class Model(nn.Module):
         x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
         # channels-last: the 1x1 / (9,1) convolutions run about 2x faster on CPU, and the graph
         # convolution becomes one matmul (see GraphConv)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         for block, importance in zip(self.st_gcn_networks, self.edge_importance):
             x = block(x, self.A * importance)
         return x

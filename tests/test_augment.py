@@ -33,7 +33,8 @@ def reference(fn, x, *per_sample_params):
     return torch.from_numpy(np.stack(outs))
 
 
-def where_applied(fn, apply):
+def if_applied(fn):
+    """Reference for a probabilistic augmentation: the first per-sample parameter is `apply`."""
     return lambda s, a, *p: fn(s, *p) if a else s
 
 
@@ -63,7 +64,7 @@ def test_shear_matches_reference(x, gen):
 def test_flip_matches_reference(x):
     apply = torch.tensor([True, False, True, True, False, True])
     out = A.random_flip(x, FLIP, apply=apply)
-    ref = reference(where_applied(R.flip, apply), x, apply.numpy(), [FLIP] * N)
+    ref = reference(if_applied(R.flip), x, apply.numpy(), [FLIP] * N)
     check(out, ref, atol=0)
 
 
@@ -76,7 +77,7 @@ def test_gaussian_noise_matches_reference(x, gen):
     noise = torch.randn(x.shape, generator=gen) * 0.01
     apply = torch.tensor([True, True, False, True, False, True])
     out = A.gaussian_noise(x, noise=noise, apply=apply)
-    check(out, reference(where_applied(R.gaussian_noise, apply), x, apply.numpy(), noise.double().numpy()))
+    check(out, reference(if_applied(R.gaussian_noise), x, apply.numpy(), noise.double().numpy()))
 
 
 @pytest.mark.parametrize("normalize", [False, True])
@@ -85,7 +86,7 @@ def test_gaussian_blur_matches_reference(x, gen, normalize):
     sigma[:2] = torch.tensor([0.1, 2.0])
     apply = torch.tensor([True, True, True, False, True, True])
     out = A.gaussian_blur(x, normalize=normalize, sigma=sigma, apply=apply)
-    ref = reference(where_applied(lambda s, sg: R.gaussian_blur(s, float(sg), normalize), apply),
+    ref = reference(if_applied(lambda s, sg: R.gaussian_blur(s, float(sg), normalize)),
                     x, apply.numpy(), sigma.numpy())
     check(out, ref, atol=1e-4)
 
@@ -101,12 +102,12 @@ def test_axis_mask_matches_reference(x):
     axis = torch.tensor([0, 1, 2, 0, 1, 2])
     apply = torch.tensor([True, True, True, False, True, False])
     out = A.axis_mask(x, axis=axis, apply=apply)
-    check(out, reference(where_applied(R.axis_mask, apply), x, apply.numpy(), axis.numpy()), atol=0)
+    check(out, reference(if_applied(R.axis_mask), x, apply.numpy(), axis.numpy()), atol=0)
 
 
 def test_time_flip_matches_reference(x):
     apply = torch.tensor([False, True, True, False, True, True])
-    check(A.time_flip(x, apply=apply), reference(where_applied(R.time_flip, apply), x, apply.numpy()), atol=0)
+    check(A.time_flip(x, apply=apply), reference(if_applied(R.time_flip), x, apply.numpy()), atol=0)
 
 
 def test_normal_augment_is_crop_then_shear(x):
@@ -226,3 +227,15 @@ def test_numpy_pipelines_run(x):
     s = x[0].numpy()
     out = R.extreme_augment_sample(R.normal_augment_sample(s, 0.5, 6, rng), "123456", FLIP, rng)
     assert out.shape == s.shape and out.dtype == s.dtype
+
+
+def test_non_contiguous_and_float64_inputs(x):
+    def run(v):
+        g = torch.Generator().manual_seed(9)
+        return A.extreme_augment(A.normal_augment(v, 0.5, 6, g), "123456", FLIP, g)
+
+    strided = x.permute(0, 1, 2, 4, 3).contiguous().permute(0, 1, 2, 4, 3)
+    assert not strided.is_contiguous()
+    assert torch.equal(run(strided), run(x))
+    double = run(x.double())
+    assert double.dtype == torch.float64 and double.shape == x.shape
