@@ -351,7 +351,7 @@ class Processor:
 
     def restore(self, path: str):
         state = load_checkpoint(path)
-        self.module.load_state_dict(state["model"])
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]

@@ -66,6 +66,8 @@ class Evaluation(Processor):
     DEFAULTS = {
         "protocol": "linear",
         "cache_features": "auto",
+        "head_norm": False,
+        "recalibrate_bn": False,
         "base_lr": 3.0,
         "step": [80],
         "weight_decay": 0.0,
@@ -82,11 +84,10 @@ class Evaluation(Processor):
             raise ConfigError("config key `test_feeder` (and `test_feeder_args`) is required for evaluation")
         self.train_set = self.make_dataset("train_feeder")
         self.test_set = self.make_dataset("test_feeder")
-        self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
+        if self.cfg["num_epoch"] > 0:
+            self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
         # every rank evaluates the whole test split (simple and exact; a sharded test is a later speed-up)
-        self.test_loader = torch.utils.data.DataLoader(
-            self.test_set, batch_size=self.cfg["test_batch_size"], shuffle=False, num_workers=self.cfg["num_worker"],
-            collate_fn=identity_collate)
+        self.test_loader = self.plain_loader(self.test_set)
         self.layout = self.train_set.layout
         self.log(f"train {len(self.train_set)} samples ({self.train_set.data_path}), "
                  f"test {len(self.test_set)} ({self.test_set.data_path}), stream {self.cfg['stream']}")
@@ -94,8 +95,15 @@ class Evaluation(Processor):
     def build_model(self):
         super().build_model()
         self.head_prefixes = self.model.head_prefixes()
-        head = dict(self.model.named_modules()).get(self.head_prefixes[0])
+        head = self.model.get_submodule(self.head_prefixes[0])
         n_out = head.out_features if isinstance(head, torch.nn.Linear) else None
+        if self.cfg["head_norm"]:
+            # MAMP / STARS linear probe: standardise the features with a parameter-free BatchNorm
+            # (batch statistics while training, running ones at test), so the probe does not
+            # depend on the scale of the features (a random-init ST-GCN's are ~1e-7).
+            parent, _, attr = self.head_prefixes[0].rpartition(".")
+            norm_head = torch.nn.Sequential(torch.nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6), head)
+            setattr(self.model.get_submodule(parent) if parent else self.model, attr, norm_head)
         for name, ds in (("training", self.train_set), ("test", self.test_set)):
             if n_out is not None and ds.num_classes > n_out:
                 raise ConfigError(f"{name} labels go up to {ds.num_classes - 1} ({ds.label_path}) but the model "
@@ -112,8 +120,13 @@ class Evaluation(Processor):
     def wrap_model(self):
         if not self.cfg["weights"] and self.epoch == 0:
             self.log("NOTE: no `weights` given: evaluating a RANDOMLY INITIALISED encoder (a baseline)")
+        cache = self.cfg["cache_features"]
+        if cache not in ("auto", "true", "false"):
+            raise ConfigError(f"config key `cache_features`: {cache!r} is not one of auto, true, false")
         self.cached = self.cfg["protocol"] == "linear" and (
-            self.cfg["cache_features"] is True or (self.cfg["cache_features"] == "auto" and not self.train_set.augments))
+            cache == "true" or (cache == "auto" and not self.train_set.augments))
+        if self.cfg["recalibrate_bn"] and self.epoch == 0:
+            self.recalibrate_bn()
         if self.cached:
             self.cache_features()
         super().wrap_model()
@@ -122,14 +135,42 @@ class Evaluation(Processor):
             self.train_head = head if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
                 head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    @torch.no_grad()
+    def recalibrate_bn(self):
+        """Re-estimate the encoder's BatchNorm statistics on the clean training split (dropout off).
+
+        A randomly initialised encoder has no statistics of its own (its eval-mode features are ~1e-7
+        and carry nothing), so a fair random-init baseline needs this; apply it to the pretrained
+        encoder too when comparing against one.
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        self.model.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum, m.saved_momentum = None, m.momentum  # None: a cumulative average over the split
+            m.train()
+        for x, _, _ in self.plain_loader(self.train_set):
+            self.model.forward_features(to_stream(x.to(self.device), self.cfg["stream"], self.layout))
+        for m in norms:
+            m.momentum = m.saved_momentum
+            del m.saved_momentum
+        self.model.eval()
+        self.log(f"BatchNorm statistics re-estimated on the {len(self.train_set)} training samples")
+
+    def plain_loader(self, dataset):
+        """The whole split in order, no augmentation."""
+        return torch.utils.data.DataLoader(dataset, batch_size=self.cfg["test_batch_size"], shuffle=False,
+                                           num_workers=self.cfg["num_worker"], collate_fn=identity_collate)
+
+    def features(self, dataset, desc: str):
+        return extract_features(self.model, self.plain_loader(dataset), stream=self.cfg["stream"], layout=self.layout,
+                                device=self.device, autocast=self.autocast, desc=desc,
+                                progress=self.is_main and self.cfg["progress"])
+
     def cache_features(self):
         t0 = time.time()
-        plain = torch.utils.data.DataLoader(self.train_set, batch_size=self.cfg["test_batch_size"], shuffle=False,
-                                            num_workers=self.cfg["num_worker"], collate_fn=identity_collate)
-        kw = dict(stream=self.cfg["stream"], layout=self.layout, device=self.device, autocast=self.autocast,
-                  progress=self.is_main and self.cfg["progress"])
-        f_train, y_train, _ = extract_features(self.model, plain, desc="train features", **kw)
-        f_test, y_test, _ = extract_features(self.model, self.test_loader, desc="test features", **kw)
+        f_train, y_train, _ = self.features(self.train_set, "train features")
+        f_test, y_test, _ = self.features(self.test_set, "test features")
         self.train_loader = self.make_loader(FeatureSet(f_train, y_train, self.train_set.sample_name),
                                              self.cfg["batch_size"], train=True)
         self.train_loader.num_workers = 0
@@ -146,7 +187,8 @@ class Evaluation(Processor):
 
     def train_epoch(self, epoch: int) -> dict:
         if self.cfg["protocol"] == "linear":
-            self.model.eval()
+            self.model.eval()  # frozen BN statistics and no dropout: the lineage protocol
+            self.module.get_submodule(self.head_prefixes[0]).train()  # only matters for head_norm
         else:
             self.model.train()
         self.set_loader_epoch(self.train_loader, epoch)
@@ -167,10 +209,10 @@ class Evaluation(Processor):
             if not self.check_finite(loss, epoch, step, index, self.train_set):
                 continue
             self.backward_step(loss)
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             total += len(y)
-            bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.3g}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}")
         return {"loss": loss_sum / max(total, 1), "train_top1": round(100.0 * correct / max(total, 1), 4), "lr": lr}
 
     @torch.no_grad()

@@ -7,14 +7,16 @@ reports); `knn_weighting: none` counts votes, `exp` weights each neighbour by ex
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 import torch.nn.functional as F
 
+from torchlight import dist
 from torchlight.config import ConfigError
 from torchlight.io import atomic_write_json
 
-from .evaluation import Evaluation, extract_features
+from .evaluation import Evaluation
 
 
 def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tensor, num_classes: int, k: int,
@@ -43,6 +45,8 @@ class KNN(Evaluation):
 
     def wrap_model(self):
         self.cached = False
+        if self.cfg["recalibrate_bn"]:
+            self.recalibrate_bn()
         if self.cfg["knn_weighting"] not in ("exp", "none"):
             raise ConfigError(f"config key `knn_weighting`: {self.cfg['knn_weighting']!r} is not 'exp' or 'none'")
         if not self.cfg["weights"]:
@@ -50,20 +54,18 @@ class KNN(Evaluation):
         self.module = self.model
 
     def run(self):
+        start = time.time()
         try:
             self.evaluate(0)
-            self.finish(0.0)
+            self.finish(time.time() - start)
         finally:
             self.logger.close()
+            dist.cleanup()
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:
-        plain = torch.utils.data.DataLoader(self.train_set, batch_size=self.cfg["test_batch_size"], shuffle=False,
-                                            num_workers=self.cfg["num_worker"], collate_fn=self.test_loader.collate_fn)
-        kw = dict(stream=self.cfg["stream"], layout=self.layout, device=self.device, autocast=self.autocast,
-                  progress=self.is_main and self.cfg["progress"])
-        bank, bank_labels, _ = extract_features(self.model, plain, desc="bank features", **kw)
-        query, labels, _ = extract_features(self.model, self.test_loader, desc="query features", **kw)
+        bank, bank_labels, _ = self.features(self.train_set, "bank features")
+        query, labels, _ = self.features(self.test_set, "query features")
         bank, query = F.normalize(bank, dim=1), F.normalize(query, dim=1)
         num_classes = max(self.train_set.num_classes, self.test_set.num_classes)
         per_k = {}

@@ -59,7 +59,7 @@ class Pretrain(Processor):
             if step % self.cfg["log_interval"] == 0:
                 self.logger.scalars({k: float(v.detach()) for k, v in out.items()} | {"lr": lr}, self.iteration,
                                     prefix="train/")
-            bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.3g}",
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}",
                             samples_s=f"{seen * self.world_size / (time.time() - t0):.1f}")
         stats = {k: v / max(count, 1) for k, v in sums.items()}
         stats["lr"] = lr

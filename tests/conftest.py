@@ -20,3 +20,35 @@ def nw_ucla_frame50(tmp_path_factory):
     out = tmp_path_factory.mktemp("nw_ucla_frame50")
     make_frames(NW_UCLA_ARCHIVE, str(out), 50, command="tests/conftest.py::nw_ucla_frame50")
     return out
+
+
+GOLDEN = os.environ.get("SKELSSL_GOLDEN", os.path.join(REPO_ROOT, "..", "shared", "golden"))
+
+
+@pytest.fixture(scope="session")
+def golden_dir():
+    """The upstream golden outputs (shared/golden beside the repo, as CI has it)."""
+    if not os.path.isdir(GOLDEN):
+        pytest.skip(f"golden outputs not found at {GOLDEN} (set SKELSSL_GOLDEN)")
+    return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def nw_ucla_small(nw_ucla_frame50, tmp_path_factory):
+    """A small real subset of NW-UCLA (the first 5 / 3 sequences of every class: 50 train / 30 val)
+    in the lineage format, so end-to-end tests of the processors run in seconds."""
+    import pickle
+
+    import numpy as np
+
+    out = tmp_path_factory.mktemp("nw_ucla_small")
+    for part, per_class in (("train", 5), ("val", 3)):
+        x = np.load(nw_ucla_frame50 / f"{part}_position.npy", mmap_mode="r")
+        with open(nw_ucla_frame50 / f"{part}_label.pkl", "rb") as f:
+            names, labels = pickle.load(f)
+        labels = np.asarray(labels)
+        idx = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)]))
+        np.save(out / f"{part}_position.npy", np.asarray(x[idx]))
+        with open(out / f"{part}_label.pkl", "wb") as f:
+            pickle.dump(([names[i] for i in idx], [int(labels[i]) for i in idx]), f)
+    return out

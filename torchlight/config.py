@@ -91,7 +91,9 @@ def coerce(value, default, key: str):
             except ValueError:
                 pass
     elif isinstance(default, str):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML's true/false for a key like `cache_features: auto|true|false`
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
             return str(value)
     elif isinstance(default, (list, tuple)):
         if isinstance(value, (list, tuple)):
@@ -165,7 +167,10 @@ def validate(cfg: dict, defaults: dict, aliases: dict | None = None, source: str
         raise ConfigError(f"{source}: unknown config key `{k}`{closest(k, defaults)}")
     out = copy.deepcopy(defaults)
     for k, v in cfg.items():
-        out[k] = coerce(v, defaults[k], k)
+        if isinstance(defaults[k], dict) and isinstance(v, dict):
+            out[k] = deep_merge(defaults[k], v)  # `wandb: {enable: true}` keeps the other defaults
+        else:
+            out[k] = coerce(v, defaults[k], k)
     return out
 
 

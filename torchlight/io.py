@@ -82,7 +82,7 @@ def load_checkpoint(path: str):
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({e}); use an earlier one") from None
         # Lightning checkpoints and old full pickles hold non-tensor objects.
         pass
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - torch raises IndexError, struct.error, ... on garbage
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
                               f"use an earlier one") from None
     try:

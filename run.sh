@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# SkelSSL runs, as the seed READMEs run them. Usage:
+#   bash run.sh [section]        section: demo (default), nwucla_full, ntu60, ntu120
+#   NPROC=4 bash run.sh ntu60    pretrain on 4 GPUs with torchrun (NTU sections only)
+#   PYTHON=python3 bash run.sh   the interpreter to use (default: python)
+#
+#   demo         NW-UCLA (bundled): prepare the data, SkeletonCLR pretraining for 5 epochs, then
+#                linear evaluation and kNN of that encoder. A few minutes on 2 CPU cores.
+#   nwucla_full  NW-UCLA: the full 180-epoch SkeletonCLR schedule (about 80 min on 2 CPU cores), then
+#                linear evaluation and kNN, in ./work_dir/nw_ucla/skeletonclr/.
+#   ntu60        NTU60 x-sub, joint stream: SkeletonCLR pretext (300 epochs), linear evaluation
+#                (expected top-1 68.3 %), kNN. Needs data/ntu60_frame50/xsub/ (see the README).
+#   ntu120       NTU120 x-sub, joint stream: the same (expected linear top-1 56.8 %).
+#                Needs data/ntu120_frame50/xsub/.
+# Other streams / benchmarks: the configs under config/ntu60 and config/ntu120 (each YAML's first
+# lines give its command). Every run resumes from its work_dir's latest.pt when run again.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+PYTHON="${PYTHON:-python}"
+NPROC="${NPROC:-1}"
+SECTIONS="demo nwucla_full ntu60 ntu120"
+
+run() {
+    echo "+ $*"
+    "$@"
+}
+
+prepare_nw_ucla() {
+    if [[ -f data/nw_ucla/frame50/manifest.json ]]; then
+        echo "data/nw_ucla/frame50 is already prepared (manifest.json exists): skipping data preparation"
+    else
+        run "$PYTHON" tools/nw_ucla_gendata.py frames --src data/nw_ucla/nw_ucla_skeletons.npz \
+            --out_folder data/nw_ucla/frame50
+    fi
+}
+
+# pretrain <config>: one process, or torchrun with NPROC processes (batch_size is the global batch)
+pretrain() {
+    if [[ "$NPROC" -gt 1 ]]; then
+        run torchrun --nproc_per_node="$NPROC" main.py pretrain_skeletonclr --config "$1"
+    else
+        run "$PYTHON" main.py pretrain_skeletonclr --config "$1"
+    fi
+}
+
+require_data() {
+    local folder=$1
+    for f in train_position.npy train_label.pkl val_position.npy val_label.pkl; do
+        if [[ ! -f "$folder/$f" ]]; then
+            echo "error: $folder/$f not found. Prepare the NTU frame-50 data first (README, data section);" >&2
+            echo "       the configs read ./$folder/{train,val}_{position.npy,label.pkl}." >&2
+            exit 1
+        fi
+    done
+}
+
+demo() {
+    prepare_nw_ucla
+    run "$PYTHON" main.py pretrain_skeletonclr --config config/demo/skeletonclr_pretrain.yaml --num_epoch 5 \
+        --work_dir ./work_dir/demo/skeletonclr/pretext
+    run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear.yaml
+    run "$PYTHON" main.py knn --config config/demo/skeletonclr_knn.yaml
+}
+
+nwucla_full() {
+    # Own work dirs: the demo's 5-epoch runs in ./work_dir/demo/ are neither resumed nor overwritten.
+    local wd=./work_dir/nw_ucla/skeletonclr
+    prepare_nw_ucla
+    run "$PYTHON" main.py pretrain_skeletonclr --config config/demo/skeletonclr_pretrain.yaml --work_dir "$wd/pretext"
+    run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear.yaml --work_dir "$wd/linear" \
+        --weights "$wd/pretext/epoch180_model.pt"
+    run "$PYTHON" main.py knn --config config/demo/skeletonclr_knn.yaml --work_dir "$wd/knn" \
+        --weights "$wd/pretext/epoch180_model.pt"
+}
+
+ntu() {  # ntu <dataset> <benchmark>: pretext, linear evaluation and kNN of the joint stream
+    local ds=$1 bench=$2
+    require_data "data/${ds}_frame50/$bench"
+    pretrain "config/$ds/pretext/pretext_skeletonclr_${bench}_joint.yaml"
+    run "$PYTHON" main.py linear_evaluation --config "config/$ds/linear_eval/linear_eval_skeletonclr_${bench}_joint.yaml"
+    run "$PYTHON" main.py knn --config "config/$ds/knn/knn_skeletonclr_${bench}_joint.yaml"
+}
+
+ntu60() {
+    # = python main.py pretrain_skeletonclr --config config/ntu60/pretext/pretext_skeletonclr_xsub_joint.yaml
+    #   (NPROC=4: torchrun --nproc_per_node=4 main.py pretrain_skeletonclr --config <same>)
+    #   python main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_skeletonclr_xsub_joint.yaml
+    #   python main.py knn --config config/ntu60/knn/knn_skeletonclr_xsub_joint.yaml
+    ntu ntu60 xsub
+}
+
+ntu120() {
+    # = the ntu60 commands with config/ntu120/.../*_skeletonclr_xsub_joint.yaml
+    ntu ntu120 xsub
+}
+
+section="${1:-demo}"
+case "$section" in
+    demo) demo ;;
+    nwucla_full) nwucla_full ;;
+    ntu60) ntu60 ;;
+    ntu120) ntu120 ;;
+    *)
+        echo "unknown section '$section'; sections: $SECTIONS" >&2
+        echo "usage: bash run.sh [section]   (default: demo)" >&2
+        exit 1
+        ;;
+esac
