@@ -51,8 +51,10 @@ def pretrain_config(data, work_dir, **overrides):
 
 def eval_config(name, data, work_dir, weights, **overrides):
     model_args = {k: v for k, v in TINY_MODEL.items() if k in ("hidden_channels", "hidden_dim")}
+    model_args.update(overrides.pop("model_args", {}))
+    settings = {"batch_size": 16, **overrides}
     return demo_config(name, data, work_dir, weights=str(weights) if weights else None,
-                       model_args=model_args, **overrides)
+                       model_args=model_args, **settings)
 
 
 @pytest.fixture(scope="module")
