@@ -127,6 +127,13 @@ def layout_from_dict(d: dict, name: str = "custom") -> Layout:
     )
 
 
+def layout_to_dict(layout: Layout) -> dict:
+    """A JSON/YAML-ready description that `layout_from_dict` turns back into the same Layout."""
+    return {"name": layout.name, "num_joints": layout.num_joints, "edges": [list(e) for e in layout.edges],
+            "center": layout.center, "flip_pairs": [list(p) for p in layout.flip_pairs],
+            "shoulders": list(layout.shoulders) if layout.shoulders is not None else None}
+
+
 def get_layout(layout) -> Layout:
     """A Layout from a built-in name, a YAML file path, a dict, or a Layout."""
     if isinstance(layout, Layout):

@@ -80,10 +80,11 @@ class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for confi
 
     def _layout_from_manifest(self):
         manifest = os.path.join(os.path.dirname(self.data_path), "manifest.json")
-        if os.path.isfile(manifest):
-            with open(manifest) as f:
-                return json.load(f).get("layout", {}).get("name")
-        return None
+        if not os.path.isfile(manifest):
+            return None
+        with open(manifest) as f:
+            layout = json.load(f).get("layout") or {}
+        return layout if "edges" in layout else layout.get("name")  # older manifests hold only the name
 
     def _layout_from_joints(self):
         v = self.data.shape[3]

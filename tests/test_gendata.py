@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from feeder.layouts import get_layout
+from feeder.layouts import get_layout, layout_to_dict
 from feeder.preprocess import to_fixed_length
 from tools import nw_ucla_gendata
 from tools.gendata_custom import InputError, convert, main
@@ -72,7 +72,7 @@ def test_end_to_end(tmp_path, capsys):
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["pipeline"] == "lineage-frameN" and manifest["frames"] == 50
-    assert manifest["layout"] == {"name": "nw-ucla", "num_joints": V} and manifest["persons"] == 2
+    assert manifest["layout"] == layout_to_dict(UCLA) and manifest["persons"] == 2
     assert manifest["counts"] == {"train": 3, "val": 1} and manifest["num_classes"] == 3
     assert manifest["skipped"] == 0 and manifest["rotated"] is True
     assert manifest["source"] and "gendata_custom.py" in manifest["created_by"]
@@ -240,7 +240,7 @@ def test_bundled_archive_matches_the_release():
 def test_nw_ucla_frames_cross_view(nw_ucla_frame50):
     manifest = json.loads((nw_ucla_frame50 / "manifest.json").read_text())
     assert manifest["counts"] == {"train": 1020, "val": 464} and manifest["num_classes"] == 10
-    assert manifest["layout"] == {"name": "nw-ucla", "num_joints": 20} and manifest["persons"] == 1
+    assert manifest["layout"] == layout_to_dict(UCLA) and manifest["persons"] == 1
     for split, count in (("train", 1020), ("val", 464)):
         positions, names, labels = load_split(nw_ucla_frame50, split)
         assert positions.shape == (count, 3, 50, 20, 1) and np.isfinite(positions).all()

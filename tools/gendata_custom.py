@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from numpy.lib.format import open_memmap  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.layouts import get_layout  # noqa: E402
+from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
 from feeder.preprocess import to_fixed_length  # noqa: E402
 
 SPLITS = ("train", "val")
@@ -280,7 +280,8 @@ def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str =
         manifest = {
             "pipeline": PIPELINE,
             "frames": frames,
-            "layout": {"name": layout.name, "num_joints": layout.num_joints},
+            # the whole definition, so the feeder rebuilds a custom layout without its YAML file
+            "layout": layout_to_dict(layout),
             "persons": max_persons,
             "centered_on_joint": layout.center if center else None,
             "rotated": bool(rotate and layout.shoulders is not None),
