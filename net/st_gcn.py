@@ -43,15 +43,26 @@ class GraphConv(nn.Module):
 
 
 class FastDropout(nn.Dropout):
-    """nn.Dropout with the mask drawn by `rand < keep`: the same distribution, about 3x faster on CPU
-    than the Bernoulli kernel (the dropout inside every block was 10 % of a SkeletonCLR step)."""
+    """nn.Dropout with a cheaper mask on CPU (the dropout inside every block was 10 % of a step).
+
+    p = 0.5 (every lineage config): each random byte gives 8 fair coins, 8x fewer draws than the
+    Bernoulli kernel; other p: `rand < 1 - p`. Same distribution as nn.Dropout, other random stream.
+    """
+
+    _bit_values = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
     def forward(self, x):
         if not self.training or self.p == 0:
             return x
         keep = 1.0 - self.p
-        mask = torch.rand_like(x) < keep
-        return x * mask * (1.0 / keep)
+        if self.p == 0.5:
+            n = x.numel()
+            coins = torch.empty((n + 7) // 8, dtype=torch.uint8, device=x.device).random_()
+            bits = coins.unsqueeze(1).bitwise_and(self._bit_values.to(x.device)).view(-1)[:n]
+            mask = bits.as_strided(x.size(), x.stride()).bool()  # x's (dense) memory layout
+        else:
+            mask = torch.rand_like(x) < keep
+        return torch.where(mask, x, 0.0).mul_(1.0 / keep)
 
 
 class STGCNBlock(nn.Module):

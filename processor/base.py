@@ -85,7 +85,7 @@ ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `vie
 # Keys that may change between a run and its resume (they do not change what is computed).
 RUNTIME_KEYS = {"resume", "num_worker", "device", "use_gpu", "log_interval", "print_log", "save_log", "progress",
                 "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug", "pavi_log",
-                "test_batch_size", "config", "weights"}
+                "test_batch_size", "config"}
 
 
 class TrainingError(RuntimeError):
@@ -416,7 +416,7 @@ class Processor:
             mem = f"peak RSS {peak_rss_mb():.0f} MB"
         lines = [f"== {self.name} finished in {seconds / 60:.1f} min, {mem}",
                  *self.summary_lines(),
-                 f"   work_dir: {self.work_dir} (config.yaml, log.txt, metrics.jsonl, latest.pt, tensorboard/)"]
+                 f"   work_dir: {self.work_dir} ({', '.join(sorted(os.listdir(self.work_dir)))})"]
         self.log("\n".join(lines))
 
 

@@ -91,3 +91,24 @@ def test_lineage_state_dict_layout():
     assert sd["encoder_q.fc.0.weight"].shape == (256, 256) and sd["encoder_k.fc.2.weight"].shape == (128, 256)
     eval_model = SkeletonCLR(pretrain=False, num_class=60)
     assert len(eval_model.state_dict()) == 179 and eval_model.head_prefixes() == ["encoder_q.fc"]
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_fast_dropout_is_dropout(p):
+    """Keeps a fraction 1 - p of the entries, scales them by 1 / (1 - p), is off in eval mode,
+    and follows the input's memory layout (channels-last included)."""
+    from net.st_gcn import FastDropout
+
+    drop = FastDropout(p)
+    x = torch.ones(64, 8, 30, 25).contiguous(memory_format=torch.channels_last)
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert kept == pytest.approx(1 - p, abs=0.01)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert (y[:, 0] != 0).float().mean().item() == pytest.approx(1 - p, abs=0.02)  # no structure per channel
+    x = torch.ones(3, 5, requires_grad=True)
+    drop(x).sum().backward()
+    assert all(g == 0 or g == pytest.approx(1 / (1 - p)) for g in x.grad.unique().tolist())
+    drop.eval()
+    assert torch.equal(drop(x), x)
