@@ -1,0 +1,78 @@
+"""The CTR-GCN / MAMP / STARS `.npz` format as a dataset.
+
+`NTU60_XSub.npz` and friends hold `x_train` / `x_test` float32 (N, T=300, 150) — 2 persons x 25
+joints x xyz, person-major — and one-hot `y_train` / `y_test`. Samples come out in the lineage
+layout (C=3, T, V=25, M=2) with integer labels, so every processor and augmentation works on them.
+An `.npz` member cannot be memory-mapped, so with `mmap: true` the split is extracted once to a
+`.npy` beside the file (atomically) and memory-mapped from there: NTU60's x_train is 7 GB.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+from torchlight.io import atomic_write
+
+from .layouts import get_layout
+from .ntu_feeder import DataError, Feeder_single
+
+SPLITS = {"train": "train", "val": "test", "test": "test"}
+
+
+def _extract(npz_path: str, key: str) -> str:
+    """`<npz>.<key>.npy`, written once from the archive member without loading it whole."""
+    out = f"{os.path.splitext(npz_path)[0]}.{key}.npy"
+    if os.path.isfile(out) and os.path.getmtime(out) >= os.path.getmtime(npz_path):
+        return out
+    with zipfile.ZipFile(npz_path) as z:
+        member = f"{key}.npy"
+        if member not in z.namelist():
+            raise DataError(f"{npz_path} has no `{key}` (it holds {sorted(n[:-4] for n in z.namelist())})")
+
+        def copy(f):
+            with z.open(member) as src:
+                while chunk := src.read(1 << 24):
+                    f.write(chunk)
+        atomic_write(out, copy)
+    return out
+
+
+class Feeder(Feeder_single):
+    """One split of a CTR-GCN / MAMP `.npz`; `split` is train or test (val means test).
+
+    Sample names are `<split>_<index>` (the format stores none). Augmentation arguments as
+    Feeder_single (off by default).
+    """
+
+    def __init__(self, data_path, split="train", shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
+                 layout=None, check_data=True):
+        if split not in SPLITS:
+            raise DataError(f"{data_path}: split must be one of {sorted(SPLITS)}, got {split!r}")
+        if not os.path.isfile(data_path):
+            raise DataError(f"data file not found: {data_path} (see the README's data section to prepare it)")
+        part = SPLITS[split]
+        try:
+            with np.load(data_path) as npz:
+                onehot = npz[f"y_{part}"]
+                x = None if mmap else npz[f"x_{part}"]
+        except (KeyError, zipfile.BadZipFile, ValueError, OSError) as e:
+            raise DataError(f"{data_path} is not a CTR-GCN / MAMP .npz with x_{part} / y_{part} ({e})") from None
+        if x is None:
+            x = np.load(_extract(data_path, f"x_{part}"), mmap_mode="r")
+        if x.ndim != 3 or x.shape[2] != 150 or len(x) != len(onehot):
+            raise DataError(f"{data_path}: x_{part} must be (N, T, 150) with one label row per sample; got "
+                            f"{x.shape} and {onehot.shape}")
+        n, t = x.shape[:2]
+        # (N, T, M*V*C) -> (N, C, T, V, M) as a view, so memory-mapping is kept
+        self.data = x.reshape(n, t, 2, 25, 3).transpose(0, 4, 1, 3, 2)
+        self.label = onehot.argmax(axis=1).astype(np.int64)
+        self.sample_name = [f"{part}_{i}" for i in range(n)]
+        self.data_path, self.label_path = data_path, data_path
+        self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
+        if n == 0:
+            raise DataError(f"dataset {data_path} ({part}) is empty")
+        self.layout = get_layout(layout or "ntu-rgb+d")
+        if check_data:
+            self.check()
