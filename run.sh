@@ -59,7 +59,7 @@ demo() {
     prepare_nw_ucla
     run "$PYTHON" main.py pretrain_skeletonclr --config config/demo/skeletonclr_pretrain.yaml --num_epoch 5 \
         --work_dir ./work_dir/demo/skeletonclr/pretext
-    run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear.yaml
+    run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear_recalibrated.yaml
     run "$PYTHON" main.py knn --config config/demo/skeletonclr_knn.yaml
 }
 
@@ -70,6 +70,8 @@ nwucla_full() {
     run "$PYTHON" main.py pretrain_skeletonclr --config config/demo/skeletonclr_pretrain.yaml --work_dir "$wd/pretext"
     run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear.yaml --work_dir "$wd/linear" \
         --weights "$wd/pretext/epoch180_model.pt"
+    run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear_recalibrated.yaml \
+        --work_dir "$wd/linear_recalibrated" --weights "$wd/pretext/epoch180_model.pt"
     run "$PYTHON" main.py knn --config config/demo/skeletonclr_knn.yaml --work_dir "$wd/knn" \
         --weights "$wd/pretext/epoch180_model.pt"
 }
