@@ -62,8 +62,10 @@ def build(args, upstream: bool):
     return model, opt
 
 
-def make_step(args, upstream: bool):
+def make_step(args, upstream: bool, compile_model: bool = False):
     model, opt = build(args, upstream)
+    if compile_model:  # the encoders only: the queue bookkeeping stays eager
+        model.encoder_q, model.encoder_k = torch.compile(model.encoder_q), torch.compile(model.encoder_k)
     x = torch.randn(args.batch, 3, args.frames, args.joints, args.persons)
     gen = torch.Generator().manual_seed(0)
 
@@ -79,8 +81,21 @@ def make_step(args, upstream: bool):
     return step
 
 
+def reset_peak_rss():
+    """Linux: reset the process's resident-memory high-water mark (VmHWM)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():
@@ -91,28 +106,37 @@ def main():
     p.add_argument("--joints", type=int, default=25, choices=(20, 25))
     p.add_argument("--steps", type=int, default=4, help="timed steps per variant (after 1 warm-up)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--compile", action="store_true", help="add torch.compile'd encoders (a few minutes to compile)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     steps = {"upstream": make_step(args, True), "skelssl": make_step(args, False)}
+    if args.compile:
+        steps["skelssl+compile"] = make_step(args, False, compile_model=True)
     times = {k: [] for k in steps}
+    peaks = {k: 0.0 for k in steps}
     for fn in steps.values():
         fn()  # warm-up (allocator, oneDNN primitive caches)
     for _ in range(args.steps):  # interleave so both see the same machine load
         for name, fn in steps.items():
+            reset_peak_rss()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            peaks[name] = max(peaks[name], peak_rss_mb())
     print(f"SkeletonCLR step, batch {args.batch}, {args.frames} frames, {args.joints} joints, {args.persons} "
           f"persons, {args.threads} threads, torch {torch.__version__}")
-    print(f"{'variant':<10} {'samples/s':>10} {'s/step':>8}  note")
+    print(f"{'variant':<16} {'samples/s':>10} {'s/step':>8} {'peak RSS MB':>12}  note")
     rate = {}
     for name, t in times.items():
         med = statistics.median(t)
         rate[name] = args.batch / med
         note = "augmentation excluded" if name == "upstream" else "incl. batched augmentation of 2 views"
-        print(f"{name:<10} {rate[name]:>10.1f} {med:>8.2f}  {note}")
-    print(f"speed-up skelssl / upstream: {rate['skelssl'] / rate['upstream']:.2f}x; "
-          f"peak RSS of the process {peak_rss_mb():.0f} MB")
+        print(f"{name:<16} {rate[name]:>10.1f} {med:>8.2f} {peaks[name]:>12.0f}  {note}")
+    for name in rate:
+        if name != "upstream":
+            print(f"speed-up {name} / upstream: {rate[name] / rate['upstream']:.2f}x")
+    print(f"(median of {args.steps} "
+          f"interleaved steps; peak RSS = the process's high-water mark during that variant's steps)")
 
 
 if __name__ == "__main__":

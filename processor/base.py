@@ -85,7 +85,7 @@ ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `vie
 # Keys that may change between a run and its resume (they do not change what is computed).
 RUNTIME_KEYS = {"resume", "num_worker", "device", "use_gpu", "log_interval", "print_log", "save_log", "progress",
                 "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug", "pavi_log",
-                "test_batch_size", "config"}
+                "test_batch_size", "config", "work_dir"}
 
 
 class TrainingError(RuntimeError):
@@ -299,6 +299,7 @@ class Processor:
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_params": self.optimizer_param_names(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "iteration": self.iteration,
@@ -309,6 +310,29 @@ class Processor:
             "extra": self.extra_state(),
             "version": 1,
         }
+
+    def optimizer_param_names(self) -> list:
+        """Parameter names per optimiser group, in the optimiser's order (its state is keyed by position)."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return [[names[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
+
+    def load_optimizer_state(self, saved: dict, saved_names: list | None, path: str):
+        """Load the optimiser state by parameter NAME: a code change that reorders modules must not
+        hand one parameter's momentum to another (torch matches by position only)."""
+        current = self.optimizer_param_names()
+        if saved_names is not None and saved_names != current:
+            if [sorted(g) for g in saved_names] != [sorted(g) for g in current]:
+                missing = sorted(set(sum(current, [])) - set(sum(saved_names, [])))[:5]
+                raise CheckpointError(f"{path}: the optimiser state does not match this model's trainable "
+                                      f"parameters (e.g. {missing}); resume with the code / config that wrote it")
+            old_index = {n: i for i, n in enumerate(sum(saved_names, []))}
+            flat = sum(current, [])
+            saved = {"state": {i: saved["state"][old_index[n]] for i, n in enumerate(flat)
+                               if old_index[n] in saved["state"]},
+                     "param_groups": [dict(g, params=[flat.index(n) for n in names])
+                                      for g, names in zip(saved["param_groups"], current)]}
+            self.log("optimiser state re-ordered by parameter name (the model's parameter order changed)")
+        self.optimizer.load_state_dict(saved)
 
     def extra_state(self) -> dict:
         return {}
@@ -352,7 +376,7 @@ class Processor:
     def restore(self, path: str):
         state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_optimizer_state(state["optimizer"], state.get("optimizer_params"), path)
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.history = [h for h in state["history"] if h["epoch"] <= self.epoch]

@@ -267,3 +267,27 @@ def test_any_users_data_with_a_custom_layout_trains_end_to_end(tmp_path):
                       knn_k=[1], model_args={"num_class": 3, "graph_args": graph})
     KNN(knn, name="knn").run()
     assert json.loads((tmp_path / "knn" / "results.json").read_text())["test_samples"] == 6
+
+
+def test_optimizer_state_follows_parameter_names_on_resume(pretrained, nw_ucla_small, tmp_path):
+    """A checkpoint written by code with another module order resumes with each momentum buffer on
+    its own parameter (torch alone would match them by position); other parameters are refused."""
+    import shutil
+
+    state = load_checkpoint(str(pretrained / "latest.pt"))
+    names = state["optimizer_params"][0]
+    order = list(range(len(names)))[::-1]  # the "old code" listed the parameters in reverse
+    old = {"state": {i: state["optimizer"]["state"][j] for i, j in enumerate(order)},
+           "param_groups": [dict(state["optimizer"]["param_groups"][0], params=list(range(len(names))))]}
+    work = tmp_path / "work"
+    shutil.copytree(pretrained, work)
+    from torchlight.io import atomic_save
+    atomic_save({**state, "optimizer": old, "optimizer_params": [[names[j] for j in order]]}, str(work / "latest.pt"))
+    proc = Pretrain(pretrain_config(nw_ucla_small, work), name="pretrain_skeletonclr")
+    params = dict(proc.module.named_parameters())
+    for i, name in enumerate(names):
+        buf = proc.optimizer.state[params[name]]["momentum_buffer"]
+        assert torch.equal(buf, state["optimizer"]["state"][i]["momentum_buffer"]), name
+    atomic_save({**state, "optimizer_params": [names[:-1] + ["encoder_q.not_a_parameter"]]}, str(work / "latest.pt"))
+    with pytest.raises(CheckpointError, match="optimiser state does not match"):
+        Pretrain(pretrain_config(nw_ucla_small, work), name="pretrain_skeletonclr")
