@@ -20,7 +20,7 @@ from torch.utils.data.distributed import DistributedSampler
 from feeder.ntu_feeder import identity_collate
 from torchlight import dist
 from torchlight.config import ConfigError, dump, resolve_path, validate
-from torchlight.io import CheckpointError, atomic_save, atomic_write_json, atomic_write_text, load_checkpoint, \
+from torchlight.io import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, \
     load_weights
 from torchlight.log import Logger
 from torchlight.seed import WorkerInit, get_rng_state, seed_everything, set_rng_state
