@@ -170,7 +170,8 @@ class Processor:
                 args[key] = resolve_path(args[key])
         return instantiate(self.cfg[feeder_key], args, where=f"{feeder_key}_args")
 
-    def make_loader(self, dataset, batch_size: int, train: bool):
+    def make_loader(self, dataset, batch_size: int, train: bool, on_device: bool = False):
+        """on_device: the dataset already holds device tensors (cached features): no workers, no pinning."""
         sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=train,
                                      seed=self.cfg["seed"], drop_last=train)
         per_rank = batch_size // self.world_size if train else batch_size
@@ -178,9 +179,10 @@ class Processor:
             raise ConfigError(f"batch_size {batch_size} is the global batch; it must divide by the "
                               f"{self.world_size} processes")
         worker_init = WorkerInit(self.cfg["seed"], self.rank)
-        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=self.cfg["num_worker"],
-                            collate_fn=identity_collate, drop_last=train, worker_init_fn=worker_init,
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler,
+                            num_workers=0 if on_device else self.cfg["num_worker"], collate_fn=identity_collate,
+                            drop_last=train, worker_init_fn=worker_init,
+                            pin_memory=self.device.type == "cuda" and not on_device)
         if train and len(loader) == 0:
             raise ConfigError(f"the training set ({len(dataset)} samples) is smaller than one batch "
                               f"({batch_size}); lower `batch_size`")
@@ -282,7 +284,10 @@ class Processor:
 
     def check_finite(self, loss: torch.Tensor, epoch: int, step: int, index, dataset) -> bool:
         """False (skip the step) or raise when the loss is NaN / inf, naming the batch's samples."""
-        if torch.isfinite(loss).all():
+        finite = torch.isfinite(loss.detach()).all().float()
+        if dist.world_size() > 1:  # every rank must skip or stop together, or DDP's all-reduce hangs
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item() == 1.0:
             return True
         names = [dataset.sample_name[int(i)] for i in index[:8]] if hasattr(dataset, "sample_name") else []
         msg = (f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {step} (samples {names}"
@@ -313,7 +318,7 @@ class Processor:
 
     def optimizer_param_names(self) -> list:
         """Parameter names per optimiser group, in the optimiser's order (its state is keyed by position)."""
-        names = {id(p): n for n, p in self.model.named_parameters()}
+        names = {id(p): n for n, p in getattr(self, "module", self.model).named_parameters()}  # no DDP prefix
         return [[names[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
 
     def load_optimizer_state(self, saved: dict, saved_names: list | None, path: str):
@@ -434,6 +439,8 @@ class Processor:
         return []
 
     def finish(self, seconds: float):
+        if not self.is_main:
+            return
         if self.device.type == "cuda":
             mem = f"peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MB"
         else:

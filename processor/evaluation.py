@@ -77,6 +77,12 @@ class Evaluation(Processor):
     }
 
     # --- set-up -------------------------------------------------------------------------------------
+    def _check_choices(self):
+        super()._check_choices()
+        if self.cfg["stream"] == "all":
+            raise ConfigError("config key `stream`: evaluations take one stream (joint, motion or bone); "
+                              "combine streams with saved test scores instead")
+
     def build_data(self):
         if self.cfg["protocol"] not in ("linear", "finetune"):
             raise ConfigError(f"config key `protocol`: {self.cfg['protocol']!r} is not one of ['linear', 'finetune']")
@@ -127,13 +133,14 @@ class Evaluation(Processor):
             cache == "true" or (cache == "auto" and not self.train_set.augments))
         if self.cfg["recalibrate_bn"] and self.epoch == 0:
             self.recalibrate_bn()
-        if self.cached:
-            self.cache_features()
-        super().wrap_model()
-        if self.cached:  # only the classifier runs in training; DDP needs to see it as the module
-            head = self.module.get_submodule(self.head_prefixes[0])
-            self.train_head = head if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
-                head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if not self.cached:
+            super().wrap_model()
+            return
+        self.cache_features()
+        self.module = self.model  # only the classifier runs in training; DDP wraps just that
+        head = self.module.get_submodule(self.head_prefixes[0])
+        self.train_head = head if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+            head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     @torch.no_grad()
     def recalibrate_bn(self):
@@ -172,8 +179,7 @@ class Evaluation(Processor):
         f_train, y_train, _ = self.features(self.train_set, "train features")
         f_test, y_test, _ = self.features(self.test_set, "test features")
         self.train_loader = self.make_loader(FeatureSet(f_train, y_train, self.train_set.sample_name),
-                                             self.cfg["batch_size"], train=True)
-        self.train_loader.num_workers = 0
+                                             self.cfg["batch_size"], train=True, on_device=True)
         self.test_features = (f_test, y_test)
         self.log(f"frozen features cached in {time.time() - t0:.1f} s: train {tuple(f_train.shape)}, "
                  f"test {tuple(f_test.shape)}; the classifier trains on them")

@@ -40,6 +40,9 @@ class KNN(Evaluation):
     description = "kNN evaluation of frozen encoder features (k list, cosine, optional exp weighting)"
     DEFAULTS = {"knn_k": [1, 20], "knn_t": 0.1, "knn_weighting": "exp", "num_epoch": 0}
 
+    def _find_resume(self):
+        return None  # nothing trains, nothing to resume
+
     def build_optimizer(self):
         self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)  # nothing trains
 

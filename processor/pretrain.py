@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from feeder.streams import to_stream
+from torchlight.dist import all_reduce_sum
 
 from .base import Processor
 
@@ -61,6 +62,10 @@ class Pretrain(Processor):
                                     prefix="train/")
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}",
                             samples_s=f"{seen * self.world_size / (time.time() - t0):.1f}")
+        if self.world_size > 1:  # average over every rank's batches, not rank 0's shard
+            totals = all_reduce_sum(torch.tensor([count] + list(sums.values()), dtype=torch.float64,
+                                                 device=self.device))
+            count, sums = int(totals[0]), dict(zip(sums, totals[1:].tolist()))
         stats = {k: v / max(count, 1) for k, v in sums.items()}
         stats["lr"] = lr
         stats["samples_per_s"] = round(seen * self.world_size / (time.time() - t0), 2)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from processor.evaluation import Evaluation
@@ -78,6 +79,11 @@ def test_torchrun_two_processes(nw_ucla_small, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "world size 2" in (tmp_path / "pre" / "log.txt").read_text()
+    # the DDP run resumes (optimiser state matched by the unwrapped parameter names) for one more epoch
+    out = subprocess.run(run + ["pretrain_skeletonclr", "--config", str(tmp_path / "pre.yaml"), "--num_epoch", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [h["epoch"] for h in read_metrics(tmp_path / "pre" / "metrics.jsonl")] == [1, 2]
     lin = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path / "lin", tmp_path / "pre" / "latest.pt",
                       num_epoch=2, eval_interval=1, num_worker=0)
     (tmp_path / "lin.yaml").write_text(yaml.safe_dump(lin))
@@ -85,3 +91,10 @@ def test_torchrun_two_processes(nw_ucla_small, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads((tmp_path / "lin" / "results.json").read_text())["epoch"] == 2
+
+
+def test_evaluation_takes_one_stream(nw_ucla_small, tmp_path):
+    from torchlight.config import ConfigError
+    cfg = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path, None, stream="all")
+    with pytest.raises(ConfigError, match="one stream"):
+        Evaluation(cfg, name="linear_evaluation")
