@@ -300,7 +300,7 @@ class Processor:
                                   f"Lower base_lr, check those samples, or set skip_nonfinite: true")
 
     # --- checkpoints --------------------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self, rng) -> dict:
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -308,7 +308,7 @@ class Processor:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "iteration": self.iteration,
-            "rng": get_rng_state(self.generator),
+            "rng": rng,  # one entry per rank under DDP
             "history": self.history,
             "config": self.cfg,
             "processor": self.name,
@@ -346,9 +346,14 @@ class Processor:
         pass
 
     def save_checkpoint(self):
+        rng = get_rng_state(self.generator)
+        if self.world_size > 1:  # every rank's random streams, so a resumed DDP run continues exactly
+            gathered = [None] * self.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
         if not self.is_main:
             return
-        state = self.state()
+        state = self.state(rng)
         atomic_save(state, os.path.join(self.work_dir, "latest.pt"))
         interval = self.cfg["save_interval"]
         if interval > 0 and (self.epoch % interval == 0 or self.epoch == self.cfg["num_epoch"]):
@@ -385,7 +390,13 @@ class Processor:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.history = [h for h in state["history"] if h["epoch"] <= self.epoch]
-        set_rng_state(state["rng"], self.generator)
+        rng = state["rng"]
+        if isinstance(rng, list):
+            if len(rng) != self.world_size:
+                raise CheckpointError(f"{path} was written by {len(rng)} processes; resume it with the same number "
+                                      f"(this run has {self.world_size})")
+            rng = rng[self.rank]
+        set_rng_state(rng, self.generator)
         self.load_extra_state(state.get("extra", {}))
         if self.is_main:  # the metrics file may hold an epoch that the checkpoint does not
             atomic_write_text(os.path.join(self.work_dir, "metrics.jsonl"),

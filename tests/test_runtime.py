@@ -83,7 +83,15 @@ def test_torchrun_two_processes(nw_ucla_small, tmp_path):
     out = subprocess.run(run + ["pretrain_skeletonclr", "--config", str(tmp_path / "pre.yaml"), "--num_epoch", "2"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert [h["epoch"] for h in read_metrics(tmp_path / "pre" / "metrics.jsonl")] == [1, 2]
+    resumed = read_metrics(tmp_path / "pre" / "metrics.jsonl")
+    assert [h["epoch"] for h in resumed] == [1, 2]
+    # ... and equals an uninterrupted 2-epoch DDP run (every rank's RNG streams are in the checkpoint)
+    cfg = pretrain_config(nw_ucla_small, tmp_path / "pre_full", num_epoch=2, num_worker=0)
+    (tmp_path / "pre_full.yaml").write_text(yaml.safe_dump(cfg))
+    out = subprocess.run(run + ["pretrain_skeletonclr", "--config", str(tmp_path / "pre_full.yaml")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [h["loss"] for h in read_metrics(tmp_path / "pre_full" / "metrics.jsonl")] == [h["loss"] for h in resumed]
     lin = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path / "lin", tmp_path / "pre" / "latest.pt",
                       num_epoch=2, eval_interval=1, num_worker=0)
     (tmp_path / "lin.yaml").write_text(yaml.safe_dump(lin))
