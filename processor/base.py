@@ -418,7 +418,7 @@ class Processor:
         start = time.time()
         try:
             if self.cfg["phase"] == "test":
-                result = self.evaluate(self.epoch)
+                result = self.evaluate(self.epoch - 1)  # evaluate() takes the 0-based epoch just finished
                 self.log(f"test: {result}")
             else:
                 self.train()

@@ -52,8 +52,9 @@ def test_test_phase_evaluates_given_weights(nw_ucla_small, tmp_path):
                        phase="test", ignore_weights=[])
     proc = Evaluation(test, name="linear_evaluation")
     proc.run()
-    assert json.loads((tmp_path / "test" / "results.json").read_text())["top1"] == \
-        json.loads((tmp_path / "train" / "results.json").read_text())["top1"]
+    tested = json.loads((tmp_path / "test" / "results.json").read_text())
+    assert tested["top1"] == json.loads((tmp_path / "train" / "results.json").read_text())["top1"]
+    assert tested["epoch"] == 0  # weights evaluated as given, no training epoch
 
 
 def test_worker_seeds_differ_per_worker_epoch_and_rank():
