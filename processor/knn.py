@@ -7,12 +7,10 @@ reports); `knn_weighting: none` counts votes, `exp` weights each neighbour by ex
 from __future__ import annotations
 
 import os
-import time
 
 import torch
 import torch.nn.functional as F
 
-from torchlight import dist
 from torchlight.config import ConfigError
 from torchlight.io import atomic_write_json
 
@@ -56,14 +54,8 @@ class KNN(Evaluation):
             self.log("NOTE: no `weights` given: kNN of a RANDOMLY INITIALISED encoder (a baseline)")
         self.module = self.model
 
-    def run(self):
-        start = time.time()
-        try:
-            self.evaluate(0)
-            self.finish(time.time() - start)
-        finally:
-            self.logger.close()
-            dist.cleanup()
+    def train(self):
+        self.evaluate(0)  # nothing trains: the base loop's run() times it, summarises and cleans up
 
     @torch.no_grad()
     def evaluate(self, epoch: int) -> dict:

@@ -39,11 +39,6 @@ def init_distributed(device_type: str) -> tuple:
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
-def barrier():
-    if is_initialized():
-        dist.barrier()
-
-
 @torch.no_grad()
 def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate `tensor` from every rank along dim 0, in rank order (no gradient)."""
