@@ -33,37 +33,12 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
 from feeder.preprocess import to_fixed_length  # noqa: E402
+from feeder.raw.common import InputError, Problems, say  # noqa: E402
 
 SPLITS = ("train", "val")
 CSV_COLUMNS = ("name", "label", "split")
 PIPELINE = "lineage-frameN"
 COPY_CHUNK = 256  # rows per copy when compacting a split with skipped samples
-
-
-def say(message: str) -> None:
-    tqdm.write(message)  # keeps the progress bar intact
-
-
-class InputError(ValueError):
-    """A bad input: where it is (a file, maybe with a CSV line) and why it is bad."""
-
-    def __init__(self, source: str, reason: str):
-        super().__init__(f"{source}: {reason}")
-        self.source, self.reason = source, reason
-
-
-class Problems:
-    """Bad inputs met so far; with strict=True the first one is raised instead of recorded."""
-
-    def __init__(self, strict: bool = False):
-        self.strict = strict
-        self.items = []  # (source, reason, split or None)
-
-    def add(self, source: str, reason: str, split: str | None = None) -> None:
-        if self.strict:
-            raise InputError(source, reason)
-        self.items.append((source, reason, split))
-        say(f"skipped {source}: {reason}")
 
 
 def parse_label(value) -> int:

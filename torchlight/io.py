@@ -27,6 +27,10 @@ def _fsync_dir(path: str):
         os.close(fd)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str, write_fn, mode: str = "wb"):
     """Write through `write_fn(file)` to a temp file beside `path`, fsync, then rename over it.
 
@@ -40,6 +44,7 @@ def atomic_write(path: str, write_fn, mode: str = "wb"):
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
         try:

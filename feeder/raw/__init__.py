@@ -1,0 +1,1 @@
+"""Readers and converters for the official raw releases (NTU RGB+D, PKU-MMD, pyskl annotations)."""
