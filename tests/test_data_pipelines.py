@@ -9,10 +9,10 @@ import pytest
 from conftest import REPO_ROOT
 from test_processors import TINY_MODEL
 
-from feeder.raw import pku
+from feeder.raw import ntu, pku
 from processor.evaluation import Evaluation
 from processor.pretrain import Pretrain
-from tools import lineage_frames, ntu_gendata, pku_gendata
+from tools import lineage_frames, ntu_gendata, ntu_npz_gendata, pku_gendata
 from torchlight.config import load_yaml
 
 NTU_FILES = [os.path.join(REPO_ROOT, "tests", "data", "ntu_rgbd", n + ".skeleton")
@@ -136,3 +136,41 @@ def test_pku_bad_input_is_reported_and_strict_stops(pku_tree, tmp_path, capsys):
     with open(tmp_path / "out" / "xsub" / "val_label.pkl", "rb") as f:
         assert all(not n.startswith("F003") for n in pickle.load(f)[0])
     assert pku_gendata.main(args + ["--out_folder", str(tmp_path / "strict"), "--strict"]) == 1
+
+
+# ---- NTU -> CTR-GCN / MAMP npz ---------------------------------------------------------------------
+
+def test_ntu_npz_of_the_six_genuine_files_equals_upstream_in_upstream_order(golden_dir, tmp_path):
+    folder = os.path.join(golden_dir, "..", "data", "ntu_rgbd_sample")
+    if not os.path.isdir(folder):
+        pytest.skip(f"the genuine NTU files are not at {folder}")
+    final = np.load(os.path.join(golden_dir, "ntu_pipeline", "ctrgcn_final.npz"))
+    assert ntu_npz_gendata.main(["--data_path", folder, "--out_folder", str(tmp_path), "--workers", "2"]) == 0
+    # upstream order: x-sub by subject in the training-list order, x-view camera 2 then camera 3
+    expected = {"NTU60_XSub.npz": (["S001C001P001R001A001", "S001C001P001R001A011", "S001C003P008R002A058",
+                                    "S003C001P015R001A034"], ["S002C001P003R001A003", "S004C002P003R001A017"]),
+                "NTU60_XView.npz": (["S004C002P003R001A017", "S001C003P008R002A058"],
+                                    ["S001C001P001R001A001", "S001C001P001R001A011", "S002C001P003R001A003",
+                                     "S003C001P015R001A034"])}
+    for file, parts in expected.items():
+        with np.load(tmp_path / file) as z:
+            for part, names in zip(("train", "test"), parts):
+                np.testing.assert_array_equal(z[f"x_{part}"], np.stack([final[n] for n in names]))
+                assert z[f"y_{part}"].dtype == np.float64 and z[f"y_{part}"].shape == (len(names), 60)
+                assert z[f"y_{part}"].argmax(1).tolist() == [ntu.parse_name(n).label for n in names]
+
+
+def test_ntu_npz_pipeline_reports_bad_files_and_trains_one_epoch(tmp_path, capsys):
+    tree = tmp_path / "raw"
+    tree.mkdir()
+    names = [f"S001C00{c}P00{p}R001A{a:03d}" for c in (1, 2) for p in (1, 3) for a in (1, 2, 3)]
+    for i, name in enumerate(names):
+        shutil.copyfile(NTU_FILES[i % 2], tree / (name + ".skeleton"))
+    (tree / "S001C001P001R001A004.skeleton").write_text("103\n1\n")  # truncated
+    assert ntu_npz_gendata.main(["--data_path", str(tree), "--out_folder", str(tmp_path / "npz"),
+                                 "--benchmark", "xview", "--names", "ctrgcn", "--workers", "1"]) == 0
+    assert "S001C001P001R001A004.skeleton: truncated" in capsys.readouterr().out
+    with np.load(tmp_path / "npz" / "NTU60_CV.npz") as z:
+        assert z["x_train"].shape == (6, 300, 150) and z["x_test"].shape == (6, 300, 150)
+    results = run_finetune_npz(tmp_path / "npz" / "NTU60_CV.npz", tmp_path / "ft", num_class=60)
+    assert results["epoch"] == 1
