@@ -52,3 +52,16 @@ def nw_ucla_small(nw_ucla_frame50, tmp_path_factory):
         with open(out / f"{part}_label.pkl", "wb") as f:
             pickle.dump(([names[i] for i in idx], [int(labels[i]) for i in idx]), f)
     return out
+
+
+NTU_SIX = ("S001C001P001R001A001", "S001C001P001R001A011", "S001C003P008R002A058", "S002C001P003R001A003",
+           "S003C001P015R001A034", "S004C002P003R001A017")
+
+
+@pytest.fixture(scope="session")
+def ntu_six_files(golden_dir):
+    """The folder of the six genuine NTU RGB+D .skeleton files the golden pipeline outputs were made from."""
+    folder = os.path.join(golden_dir, "..", "data", "ntu_rgbd_sample")
+    if not all(os.path.isfile(os.path.join(folder, n + ".skeleton")) for n in NTU_SIX):
+        pytest.skip(f"the six genuine NTU files are not at {folder}")
+    return folder

@@ -8,30 +8,20 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import NTU_SIX, REPO_ROOT
 
 from feeder.raw import ctrgcn, ntu
 
-SIX = ("S001C001P001R001A001", "S001C001P001R001A011", "S001C003P008R002A058", "S002C001P003R001A003",
-       "S003C001P015R001A034", "S004C002P003R001A017")
 A058 = "S001C003P008R002A058"
 ID_738, ID_734 = 72057594037944738, 72057594037944734  # A058's bodies, in the order the file lists them
 
 
 @pytest.fixture(scope="module")
-def six_files(golden_dir):
-    folder = os.path.join(golden_dir, "..", "data", "ntu_rgbd_sample")
-    if not all(os.path.isfile(os.path.join(folder, n + ".skeleton")) for n in SIX):
-        pytest.skip(f"the six genuine NTU files are not at {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def six_outputs(six_files):
+def six_outputs(ntu_six_files):
     """name -> (skeleton, denoised, report, final row), all columns parsed."""
     out = {}
-    for name in SIX:
-        skeleton = ntu.read_skeleton(os.path.join(six_files, name + ".skeleton"))
+    for name in NTU_SIX:
+        skeleton = ntu.read_skeleton(os.path.join(ntu_six_files, name + ".skeleton"))
         denoised, report = ctrgcn.denoise(skeleton, name)
         row, _ = ctrgcn.sample_to_npz_row(skeleton, name, "ntu60")
         out[name] = (skeleton, denoised, report, row)
@@ -46,7 +36,7 @@ def golden(golden_dir, name):
 
 def test_denoised_and_final_arrays_are_bit_identical_to_upstream(golden_dir, six_outputs):
     denoised, final = golden(golden_dir, "ctrgcn_denoised.npz"), golden(golden_dir, "ctrgcn_final.npz")
-    assert sorted(denoised.files) == sorted(SIX) == sorted(final.files)
+    assert sorted(denoised.files) == sorted(NTU_SIX) == sorted(final.files)
     for name, (_, seq, report, row) in six_outputs.items():
         assert seq.dtype == row.dtype == np.float32
         assert seq.shape == denoised[name].shape, name
@@ -55,15 +45,15 @@ def test_denoised_and_final_arrays_are_bit_identical_to_upstream(golden_dir, six
         assert report.summary() == [] and report.frames == len(seq)
 
 
-def test_reading_xyz_only_gives_the_same_rows(six_files, six_outputs):
-    for name in (A058, SIX[0]):
-        skeleton = ntu.read_skeleton(os.path.join(six_files, name + ".skeleton"), columns=ntu.XYZ)
+def test_reading_xyz_only_gives_the_same_rows(ntu_six_files, six_outputs):
+    for name in (A058, NTU_SIX[0]):
+        skeleton = ntu.read_skeleton(os.path.join(ntu_six_files, name + ".skeleton"), columns=ntu.XYZ)
         row, _ = ctrgcn.sample_to_npz_row(skeleton, name)
         assert np.array_equal(row, six_outputs[name][3])
 
 
 def test_logs_and_actors_info_are_byte_identical_to_upstream(golden_dir, six_outputs):
-    logs = ctrgcn.upstream_logs([six_outputs[n][2] for n in sorted(SIX)])
+    logs = ctrgcn.upstream_logs([six_outputs[n][2] for n in sorted(NTU_SIX)])
     folder = os.path.join(golden_dir, "ntu_pipeline", "ctrgcn_logs")
     assert sorted(logs) == sorted(f for f in os.listdir(folder) if f.endswith(".log"))
     for file, text in logs.items():
@@ -71,7 +61,7 @@ def test_logs_and_actors_info_are_byte_identical_to_upstream(golden_dir, six_out
             assert text == f.read(), file
     with open(os.path.join(folder, f"actors_info_{A058}.txt"), newline="") as f:
         assert six_outputs[A058][2].actors_info() == f.read()
-    assert all(six_outputs[n][2].actors_info() is None for n in SIX if n != A058)
+    assert all(six_outputs[n][2].actors_info() is None for n in NTU_SIX if n != A058)
 
 
 def test_a058_actors_are_ordered_by_motion_not_by_file_order(six_outputs):
@@ -336,8 +326,8 @@ def test_align_pads_time_and_the_second_actor_as_each_dataset_does():
 
 
 def test_ntu120_rows_repeat_a_single_actor(six_outputs):
-    skeleton, _, _, row60 = six_outputs[SIX[0]]
-    row120, _ = ctrgcn.sample_to_npz_row(skeleton, SIX[0], "ntu120")
+    skeleton, _, _, row60 = six_outputs[NTU_SIX[0]]
+    row120, _ = ctrgcn.sample_to_npz_row(skeleton, NTU_SIX[0], "ntu120")
     assert np.array_equal(row120[:, :75], row60[:, :75]) and np.array_equal(row120[:, 75:], row60[:, :75])
     assert not row60[:, 75:].any()
 

@@ -140,10 +140,8 @@ def test_pku_bad_input_is_reported_and_strict_stops(pku_tree, tmp_path, capsys):
 
 # ---- NTU -> CTR-GCN / MAMP npz ---------------------------------------------------------------------
 
-def test_ntu_npz_of_the_six_genuine_files_equals_upstream_in_upstream_order(golden_dir, tmp_path):
-    folder = os.path.join(golden_dir, "..", "data", "ntu_rgbd_sample")
-    if not os.path.isdir(folder):
-        pytest.skip(f"the genuine NTU files are not at {folder}")
+def test_ntu_npz_of_the_six_genuine_files_equals_upstream_in_upstream_order(golden_dir, ntu_six_files, tmp_path):
+    folder = ntu_six_files
     final = np.load(os.path.join(golden_dir, "ntu_pipeline", "ctrgcn_final.npz"))
     assert ntu_npz_gendata.main(["--data_path", folder, "--out_folder", str(tmp_path), "--workers", "2"]) == 0
     # upstream order: x-sub by subject in the training-list order, x-view camera 2 then camera 3

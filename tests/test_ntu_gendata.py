@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import NTU_SIX, REPO_ROOT
 
 from feeder.raw import ntu
 from feeder.raw.common import InputError
@@ -19,16 +19,6 @@ from tools import lineage_frames, ntu_gendata, pyskl_import
 DATA = os.path.join(REPO_ROOT, "tests", "data")
 A001 = os.path.join(DATA, "ntu_rgbd", "S001C001P001R001A001.skeleton")  # LF, one body, 103 frames
 A058 = os.path.join(DATA, "ntu_rgbd", "S001C003P008R002A058.skeleton")  # CRLF, two bodies, 70 frames
-SIX = ("S001C001P001R001A001", "S001C001P001R001A011", "S001C003P008R002A058", "S002C001P003R001A003",
-       "S003C001P015R001A034", "S004C002P003R001A017")
-
-
-@pytest.fixture(scope="module")
-def six_files(golden_dir):
-    folder = os.path.join(golden_dir, "..", "data", "ntu_rgbd_sample")
-    if not all(os.path.isfile(os.path.join(folder, n + ".skeleton")) for n in SIX):
-        pytest.skip(f"the six genuine NTU files are not at {folder}")
-    return folder
 
 
 def golden(golden_dir, name):
@@ -104,21 +94,21 @@ def test_parser_reads_the_structure_and_values():
     np.testing.assert_array_equal(xyz.joints, s.joints[..., :3])
 
 
-def test_lineage_reading_equals_upstream_on_the_six_genuine_files(six_files, golden_dir):
+def test_lineage_reading_equals_upstream_on_the_six_genuine_files(ntu_six_files, golden_dir):
     raw = golden(golden_dir, "lineage_raw300.npz")
-    for name in SIX:
-        x = ntu.lineage_xyz(ntu.read_skeleton(os.path.join(six_files, name + ".skeleton"), ntu.XYZ))
+    for name in NTU_SIX:
+        x = ntu.lineage_xyz(ntu.read_skeleton(os.path.join(ntu_six_files, name + ".skeleton"), ntu.XYZ))
         np.testing.assert_array_equal(x, raw[name], err_msg=name)
 
 
-def test_pre_normalization_and_energy_selection_equal_2s_agcn(six_files, golden_dir):
+def test_pre_normalization_and_energy_selection_equal_2s_agcn(ntu_six_files, golden_dir):
     prenorm, agcn = golden(golden_dir, "lineage_prenorm300.npz"), golden(golden_dir, "agcn_gendata_prenorm300.npz")
-    for name in SIX:
-        skeleton = ntu.read_skeleton(os.path.join(six_files, name + ".skeleton"), ntu.XYZ)
+    for name in NTU_SIX:
+        skeleton = ntu.read_skeleton(os.path.join(ntu_six_files, name + ".skeleton"), ntu.XYZ)
         np.testing.assert_allclose(ntu.pre_normalize(ntu.lineage_xyz(skeleton)), prenorm[name], atol=1e-6, rtol=0)
         np.testing.assert_allclose(ntu.pre_normalize(ntu.energy_xyz(skeleton)), agcn[name], atol=1e-6, rtol=0)
     # A058: the energy order puts body ...734 (more motion) first, swapping the file order
-    a058 = ntu.read_skeleton(os.path.join(six_files, "S001C003P008R002A058.skeleton"), ntu.XYZ)
+    a058 = ntu.read_skeleton(os.path.join(ntu_six_files, "S001C003P008R002A058.skeleton"), ntu.XYZ)
     np.testing.assert_array_equal(ntu.energy_xyz(a058)[..., 0], ntu.lineage_xyz(a058)[..., 1])
 
 
@@ -274,7 +264,7 @@ def test_ntu60_benchmarks_leave_out_ntu120_files_and_the_missing_list(tmp_path):
 
 # ---- the whole lineage pipeline on the genuine files -------------------------------------------
 
-def test_raw_files_to_frame50_to_the_real_checkpoint(six_files, golden_dir, tmp_path):
+def test_raw_files_to_frame50_to_the_real_checkpoint(ntu_six_files, golden_dir, tmp_path):
     """gendata -> frame-50 -> the real ActCLR checkpoint: every step as upstream, all six classified."""
     import torch
     from test_stgcn_golden import LINEAGE_ARGS
@@ -283,7 +273,7 @@ def test_raw_files_to_frame50_to_the_real_checkpoint(six_files, golden_dir, tmp_
     from torchlight.io import load_weights
 
     raw, frames = tmp_path / "raw300", tmp_path / "frame50"
-    assert ntu_gendata.main(["--data_path", six_files, "--out_folder", str(raw), "--workers", "2"]) == 0
+    assert ntu_gendata.main(["--data_path", ntu_six_files, "--out_folder", str(raw), "--workers", "2"]) == 0
     assert lineage_frames.main(["--in_folder", str(raw), "--out_folder", str(frames), "--streams", "motion,bone"]) == 0
     position, motion = golden(golden_dir, "lineage_frame50.npz"), golden(golden_dir, "lineage_frame50_motion.npz")
     x = {}

@@ -288,9 +288,7 @@ def print_summary(summary: dict, problems: Problems, out_folder: str) -> None:
     unassigned = sum(1 for *_, sp in problems.items if sp is None)
     if unassigned:
         lines.append(f"{'(no split)':<10}{'-':>9}{'-':>9}{unassigned:>9}")
-    if problems.items:
-        lines.append(f"skipped {len(problems.items)}:")
-        lines += [f"  {source}: {reason}" for source, reason, _ in problems.items]
+    lines += problems.report_lines()
     lines += [f"note: {note}: {count}" for note, count in summary["notes"].items()]
     if any(summary["counts"].values()):
         lines.append(f"wrote {out_folder} ({summary['num_classes']} classes)")

@@ -163,9 +163,7 @@ def main(argv=None) -> int:
     except InputError as e:
         say(f"error: {e}")
         return 1
-    if problems.items:
-        lines.append(f"skipped {len(problems.items)} sample(s):")
-        lines += [f"  {source}: {reason}" for source, reason, _ in problems.items]
+    lines += problems.report_lines("sample(s)")
     lines.append(f"wrote {args.out_folder}")
     say("\n".join(lines))
     return 0

@@ -18,7 +18,6 @@ joints, a name that does not parse) are reported and skipped, or stop the run wi
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shlex
 import sys
@@ -26,10 +25,8 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from tqdm import tqdm  # noqa: E402
-
 from feeder.raw import ntu  # noqa: E402
-from feeder.raw.common import InputError, Problems, say  # noqa: E402
+from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
 from feeder.raw.store import SampleStore, save_npy  # noqa: E402
 from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
 
@@ -136,10 +133,8 @@ def run(data_paths: list, out_folder: str, benchmarks: list, ignored_path: str |
         say(f"resuming: {store.resumed} of {len(wanted)} files were converted by an earlier run")
     notes = {}
     jobs = [(n, files[n], settings) for n in store.todo()]
-    pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 1 else None
-    results = pool.imap_unordered(convert_file, jobs, chunksize=8) if pool else map(convert_file, jobs)
     try:
-        for name, x, error, sample_notes in tqdm(results, total=len(jobs), desc="ntu .skeleton", unit="file"):
+        for name, x, error, sample_notes in parallel_map(convert_file, jobs, workers, "ntu .skeleton", "file"):
             if error is not None:
                 problems.add(os.path.basename(files[name]), error)  # raises under --strict
                 store.skip(name, error)
@@ -149,8 +144,6 @@ def run(data_paths: list, out_folder: str, benchmarks: list, ignored_path: str |
                 notes.setdefault(note, []).append(name)
             store.commit(every=commit_every)
     finally:
-        if pool:
-            pool.terminate()
         store.commit()
     for name, reason in store.skipped.items():  # skipped by an earlier, resumed run
         if (os.path.basename(files[name]), reason, None) not in problems.items:
@@ -198,9 +191,7 @@ def print_report(benchmarks, counts, problems, notes, ignored, out_folder) -> No
             lines.append(f"{benchmark:<10}{part:<7}{n:>9}{official:>10}{n - official:>+8}")
     lines.append(f"left out by the missing-skeleton list: {ignored}; "
                  "'official' counts are for the full release without the listed samples")
-    if problems.items:
-        lines.append(f"skipped {len(problems.items)} file(s):")
-        lines += [f"  {source}: {reason}" for source, reason, _ in problems.items]
+    lines += problems.report_lines("file(s)")
     for note, names in notes.items():
         lines.append(f"note: {note}: {len(names)} file(s), e.g. {names[0]}")
     lines.append(f"wrote {out_folder}")

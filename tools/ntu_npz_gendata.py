@@ -15,7 +15,6 @@ unreadable files are reported and left out (or stop the run with --strict).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shlex
 import sys
@@ -23,10 +22,8 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from tqdm import tqdm  # noqa: E402
-
 from feeder.raw import ctrgcn, ntu  # noqa: E402
-from feeder.raw.common import InputError, Problems, say  # noqa: E402
+from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
 from feeder.raw.store import SampleStore, save_npz  # noqa: E402
 from tools.ntu_gendata import find_files  # noqa: E402
 from torchlight.io import atomic_write_text  # noqa: E402
@@ -73,12 +70,11 @@ def run(data_paths, out_folder, benchmarks, ignored_path=None, workers=1, naming
         say(f"resuming: {store.resumed} of {len(names)} files were converted by an earlier run")
     log_path = os.path.join(store.folder, "denoising.log")
     jobs = [(n, files[n], dataset, frames) for n in store.todo()]
-    pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 1 else None
-    results = pool.imap_unordered(convert_file, jobs, chunksize=8) if pool else map(convert_file, jobs)
     changed = 0
     try:
         with open(log_path, "a") as log:
-            for name, row, error, summary in tqdm(results, total=len(jobs), desc="ntu .skeleton -> npz", unit="file"):
+            for name, row, error, summary in parallel_map(convert_file, jobs, workers, "ntu .skeleton -> npz",
+                                                          "file"):
                 if error is not None:
                     problems.add(os.path.basename(files[name]), error)  # raises under --strict
                     store.skip(name, error)
@@ -89,8 +85,6 @@ def run(data_paths, out_folder, benchmarks, ignored_path=None, workers=1, naming
                 log.flush()  # before the commit that records the sample as done
                 store.commit(every=commit_every)
     finally:
-        if pool:
-            pool.terminate()
         store.commit()
     with open(log_path) as f:  # a resumed run may repeat lines of samples redone after the kill
         log_lines = sorted(set(f.read().splitlines()))
@@ -113,9 +107,7 @@ def run(data_paths, out_folder, benchmarks, ignored_path=None, workers=1, naming
             n, official = counts[f"{b}/{part}"], ntu.OFFICIAL_COUNTS[b][official_part]
             lines.append(f"{b:<10}{part:<7}{n:>9}{official:>10}{n - official:>+8}")
     lines.append(f"denoising changed {changed} of {len(jobs)} files converted in this run (see denoising.log)")
-    if problems.items:
-        lines.append(f"skipped {len(problems.items)} file(s):")
-        lines += [f"  {s}: {r}" for s, r, _ in problems.items]
+    lines += problems.report_lines("file(s)")
     lines.append(f"wrote {out_folder}")
     say("\n".join(lines))
     return counts

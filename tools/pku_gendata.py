@@ -20,7 +20,6 @@ Upstream writes both in file-system order; here samples are sorted (video, then 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shlex
 import sys
@@ -29,19 +28,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
-from numpy.lib.format import open_memmap  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from feeder.raw import pku  # noqa: E402
-from feeder.raw.common import InputError, Problems, say  # noqa: E402
-from feeder.raw.store import SampleStore, save_npy, save_npz  # noqa: E402
+from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
+from feeder.raw.ctrgcn import one_hot  # noqa: E402
+from feeder.raw.store import SampleStore, npz_rows, save_npy, save_npz  # noqa: E402
 from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
 
 FORMATS = ("lineage", "npz")
 BENCHMARKS = ("xsub", "xview")
 PARTS = ("train", "val")
 SAMPLE_SHAPE = (3, pku.MAX_FRAMES, pku.NUM_JOINTS, pku.NUM_PERSONS)
-CHUNK = 256
 
 
 def npz_name(part: int, benchmark: str) -> str:
@@ -141,10 +138,8 @@ def convert(fmt, videos, splits, skeleton_path, out_folder, part, ignored, probl
     todo = set(store.todo())
     jobs = [(v, os.path.join(skeleton_path, v + pku.SUFFIX), rows, fmt) for v, rows in sorted(videos.items())
             if any(n in todo for n in samples_of(v, rows, fmt))]
-    pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 1 else None
-    results = pool.imap_unordered(cut_video, jobs) if pool else map(cut_video, jobs)
     try:
-        for video, cut, bad in tqdm(results, total=len(jobs), desc=f"pku {fmt}", unit="video"):
+        for video, cut, bad in parallel_map(cut_video, jobs, workers, f"pku {fmt}", "video"):
             for name, reason in bad:
                 if name is None:  # the whole video is unreadable
                     problems.add(video + pku.SUFFIX, reason)
@@ -159,8 +154,6 @@ def convert(fmt, videos, splits, skeleton_path, out_folder, part, ignored, probl
                     store.put(name, x)
             store.commit(every=2000)
     finally:
-        if pool:
-            pool.terminate()
         store.commit()
     counts = {}
     for key, kept, arrays in store.finished():
@@ -183,14 +176,8 @@ def convert(fmt, videos, splits, skeleton_path, out_folder, part, ignored, probl
             rows = {}
             for p, npz_part in (("train", "train"), ("val", "test")):
                 kept, array = counts[f"{benchmark}/{p}"]
-                flat = open_memmap(os.path.join(store.folder, f"{benchmark}_{p}.flat.npy"), mode="w+",
-                                   dtype=np.float32, shape=(len(kept), pku.MAX_FRAMES, pku.VALUES_PER_FRAME))
-                for s in range(0, len(kept), CHUNK):  # (N, C, T, V, M) -> (N, T, M * V * C)
-                    block = np.asarray(array[s:s + CHUNK]).transpose(0, 2, 4, 3, 1)
-                    flat[s:s + CHUNK] = block.reshape(len(block), pku.MAX_FRAMES, -1)
-                one_hot = np.zeros((len(kept), pku.NUM_CLASSES))
-                one_hot[np.arange(len(kept)), [samples[n][1] for n in kept]] = 1
-                rows[f"x_{npz_part}"], rows[f"y_{npz_part}"] = flat, one_hot
+                rows[f"x_{npz_part}"] = npz_rows(array, os.path.join(store.folder, f"{benchmark}_{p}.rows.npy"))
+                rows[f"y_{npz_part}"] = one_hot([samples[n][1] for n in kept], pku.NUM_CLASSES)
             save_npz(os.path.join(out_folder, npz_name(part, benchmark)), **rows)
     store.cleanup()
     return {k: len(v[0]) for k, v in counts.items()}
@@ -222,9 +209,7 @@ def run(part, skeleton_path, label_path, split_path, out_folder, formats, benchm
     for fmt, c in counts.items():
         lines += [f"{fmt:<9}{b:<11}{c[f'{b}/train']:>8}{c[f'{b}/val']:>10}" for b in benchmarks]
     lines.append(f"{len(videos)} videos, {sum(len(r) for r in videos.values())} labelled instances")
-    if problems.items:
-        lines.append(f"skipped {len(problems.items)}:")
-        lines += [f"  {s}: {r}" for s, r, _ in problems.items]
+    lines += problems.report_lines()
     lines.append(f"wrote {out_folder}")
     say("\n".join(lines))
     return counts

@@ -25,18 +25,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
-from numpy.lib.format import open_memmap  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from feeder.raw.common import InputError, Problems, say  # noqa: E402
-from feeder.raw.store import SampleStore, save_npy, save_npz  # noqa: E402
+from feeder.raw.ctrgcn import one_hot  # noqa: E402
+from feeder.raw.store import SampleStore, npz_rows, save_npy, save_npz  # noqa: E402
 from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
 
 FORMATS = ("lineage", "npz")
 MAX_PERSONS = 2
 # the test part is called val in the lineage, test in the npz
 PARTS = {"train": "train", "val": "test"}
-CHUNK = 256
 
 
 def npz_name(benchmark: str, num_classes: int) -> str:
@@ -140,14 +139,8 @@ def run(anno_path: str, out_folder: str, formats: tuple, max_frames: int = 300, 
             rows = {}
             for part, npz_part in PARTS.items():
                 kept, array = finished[f"{benchmark}/{part}"]
-                flat = open_memmap(os.path.join(store.folder, f"{benchmark}_{part}.flat.npy"), mode="w+",
-                                   dtype=np.float32, shape=(len(kept), max_frames, MAX_PERSONS * joints * 3))
-                for s in range(0, len(kept), CHUNK):  # (N, C, T, V, M) -> (N, T, M * V * C)
-                    block = np.asarray(array[s:s + CHUNK]).transpose(0, 2, 4, 3, 1)
-                    flat[s:s + CHUNK] = block.reshape(len(block), max_frames, -1)
-                one_hot = np.zeros((len(kept), num_classes))
-                one_hot[np.arange(len(kept)), [labels[n] for n in kept]] = 1
-                rows[f"x_{npz_part}"], rows[f"y_{npz_part}"] = flat, one_hot
+                rows[f"x_{npz_part}"] = npz_rows(array, os.path.join(store.folder, f"{benchmark}_{part}.rows.npy"))
+                rows[f"y_{npz_part}"] = one_hot([labels[n] for n in kept], num_classes)
             os.makedirs(out_folder, exist_ok=True)
             save_npz(os.path.join(out_folder, npz_name(benchmark, num_classes)), **rows)
         if "lineage" in formats:
@@ -165,9 +158,7 @@ def run(anno_path: str, out_folder: str, formats: tuple, max_frames: int = 300, 
     store.cleanup()
     lines = [f"{'benchmark':<10}{'part':<7}{'samples':>9}"]
     lines += [f"{b:<10}{p:<7}{counts[f'{b}/{p}']:>9}" for b in benchmarks for p in PARTS]
-    if problems.items:
-        lines.append(f"skipped {len(problems.items)}:")
-        lines += [f"  {s}: {r}" for s, r, _ in problems.items]
+    lines += problems.report_lines()
     if crowded:
         lines.append(f"note: more than {MAX_PERSONS} persons, the first {MAX_PERSONS} kept: "
                      f"{len(crowded)} sample(s), e.g. {crowded[0]}")

@@ -1,6 +1,8 @@
 """What every raw-data converter shares: how a bad input is reported and collected."""
 from __future__ import annotations
 
+import multiprocessing
+
 from tqdm import tqdm
 
 
@@ -31,3 +33,21 @@ class Problems:
             raise InputError(source, reason)
         self.items.append((source, reason, split))
         say(f"skipped {source}: {reason}")
+
+    def report_lines(self, what: str = "") -> list:
+        """The final report's list of everything left out (empty when nothing was)."""
+        if not self.items:
+            return []
+        return [f"skipped {len(self.items)}{' ' + what if what else ''}:"] + [f"  {s}: {r}" for s, r, _ in self.items]
+
+
+def parallel_map(fn, jobs: list, workers: int, desc: str, unit: str):
+    """fn over jobs with a progress bar, in `workers` processes (in this one for 1), results in
+    completion order. The pool is torn down when the caller stops iterating, on error included."""
+    pool = multiprocessing.Pool(workers) if workers > 1 and len(jobs) > 1 else None
+    try:
+        results = pool.imap_unordered(fn, jobs, chunksize=8) if pool else map(fn, jobs)
+        yield from tqdm(results, total=len(jobs), desc=desc, unit=unit)
+    finally:
+        if pool:
+            pool.terminate()

@@ -151,6 +151,17 @@ def save_npy(path: str, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def npz_rows(array: np.ndarray, path: str) -> np.ndarray:
+    """(N, C, T, V, M) samples as the (N, T, M * V * C) rows of a MAMP / CTR-GCN npz, in a memmap at path."""
+    n, c, t, v, m = array.shape
+    rows = open_memmap(path, mode="w+", dtype=np.float32, shape=(n, t, m * v * c))
+    for start in range(0, n, COPY_CHUNK):
+        block = np.asarray(array[start:start + COPY_CHUNK]).transpose(0, 2, 4, 3, 1)
+        rows[start:start + COPY_CHUNK] = block.reshape(len(block), t, -1)
+    rows.flush()
+    return rows
+
+
 def save_npz(path: str, **arrays) -> None:
     """np.savez (uncompressed, as MAMP / CTR-GCN write it) atomically; memmaps stream from disk."""
     tmp = path + ".partial"
