@@ -261,3 +261,64 @@ def extreme_augment(x, aug_method="12345", flip_permutation=None, generator=None
 def normal_augment(x, shear_amplitude, padding_ratio, generator=None):
     """Temporal crop then shear: the SkeletonCLR "normal" view (feeder _aug)."""
     return shear(temporal_crop(x, padding_ratio, generator), shear_amplitude, generator)
+
+
+# ----------------------------------------------------------------------------- MAMP / STARS views
+
+def valid_lengths(x):
+    """(N,) number of frames holding any non-zero value (MAMP's valid_frame_num, a count)."""
+    return (x.sum(dim=(1, 3, 4)) != 0).sum(dim=1)
+
+
+def sample_valid_crop_params(valid, p_interval, min_frames=64, generator=None):
+    """(start, length) per sample, MAMP's valid_crop_resize: one p gives the centre crop keeping the
+    middle p of the valid frames; two give a random crop of floor(valid * U(p0, p1)) frames, at
+    least min_frames (64 upstream) and at most the valid frames, at a random start."""
+    valid = valid.long()
+    if len(p_interval) == 1:
+        bias = torch.floor((1 - float(p_interval[0])) * valid.double() / 2).long()
+        return bias, valid - 2 * bias
+    lo, hi = (float(p) for p in p_interval)
+    u = torch.rand(len(valid), 2, generator=generator, device=valid.device, dtype=torch.float64)
+    length = torch.floor(valid * (lo + (hi - lo) * u[:, 0])).long()
+    length = torch.minimum(length.clamp(min=min_frames), valid)
+    start = torch.floor(u[:, 1] * (valid - length + 1)).long()
+    return start, length
+
+
+def crop_resize(x, start, length, frames):
+    """Frames [start, start + length) of each sample, linearly resized to `frames` (torch's
+    interpolate, align_corners=False: half-pixel centres, source clamped at 0)."""
+    n = x.shape[0]
+    length = length.clamp(min=1).to(x.dtype).view(n, 1)
+    # float32 scale, then scale * (t + 0.5) - 0.5 rounded once (torch's kernel fuses it): 1-ulp agreement
+    scale = (length / frames).double()
+    src = ((torch.arange(frames, device=x.device, dtype=torch.float64) + 0.5) * scale - 0.5).to(x.dtype).clamp(min=0)
+    lo = src.floor()
+    last = length - 1
+    weight = torch.where(lo < last, src - lo, torch.zeros_like(src))
+    lo = torch.minimum(lo, last).long()
+    hi = torch.minimum(lo + 1, last.long())
+    x0 = _select_frames(x, start.view(n, 1) + lo)
+    x1 = _select_frames(x, start.view(n, 1) + hi)
+    w = weight.view(n, 1, frames, 1, 1)
+    return x0 * (1 - w) + x1 * w
+
+
+def valid_crop_resize(x, p_interval, frames, min_frames=64, generator=None):
+    """MAMP's temporal view: crop the valid frames (centre or random, see sample_valid_crop_params)
+    and resize to `frames`. x: (N, C, T, V, M), zero-padded at the end."""
+    start, length = sample_valid_crop_params(valid_lengths(x), p_interval, min_frames, generator)
+    return crop_resize(x, start, length, frames)
+
+
+def sample_uniform_angles(n, theta=0.3, generator=None, device=None, dtype=torch.float32):
+    """(n, 3) x, y, z angles ~ U(-theta, theta) radians (MAMP's random_rot)."""
+    return (torch.rand(n, 3, generator=generator, device=device, dtype=dtype) * 2 - 1) * theta
+
+
+def uniform_rotate(x, theta=0.3, generator=None, angles=None):
+    """One rotation per sequence, R = Rz Ry Rx with angles U(-theta, theta) (MAMP random_rot)."""
+    if angles is None:
+        angles = sample_uniform_angles(x.shape[0], theta, generator, x.device, x.dtype)
+    return random_rotate(x, angles=angles)

@@ -47,7 +47,7 @@ class Feeder(Feeder_single):
     """
 
     def __init__(self, data_path, split="train", shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
-                 layout=None, check_data=True):
+                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64):
         if split not in SPLITS:
             raise DataError(f"{data_path}: split must be one of {sorted(SPLITS)}, got {split!r}")
         if not os.path.isfile(data_path):
@@ -71,6 +71,7 @@ class Feeder(Feeder_single):
         self.sample_name = [f"{part}_{i}" for i in range(n)]
         self.data_path, self.label_path = data_path, data_path
         self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
+        self.set_temporal_view(p_interval, window_size, random_rot, min_crop_frames)
         if n == 0:
             raise DataError(f"dataset {data_path} ({part}) is empty")
         self.layout = get_layout(layout or "ntu-rgb+d")

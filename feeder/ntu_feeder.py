@@ -55,9 +55,10 @@ class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for confi
     num_views = 1
 
     def __init__(self, data_path, label_path, shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
-                 layout=None, check_data=True):
+                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64):
         self.data_path, self.label_path = data_path, label_path
         self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
+        self.set_temporal_view(p_interval, window_size, random_rot, min_crop_frames)
         if not os.path.isfile(data_path):
             raise DataError(f"data file not found: {data_path} (see the README's data section to prepare it)")
         try:
@@ -115,20 +116,47 @@ class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for confi
         return len(self.label)
 
     def __getitem__(self, index):
-        return torch.from_numpy(np.array(self.data[index], dtype=np.float32)), int(self.label[index]), index
+        x = torch.from_numpy(np.array(self.data[index], dtype=np.float32))
+        return self._centre_crop(x[None])[0], int(self.label[index]), index
+
+    def set_temporal_view(self, p_interval, window_size, random_rot, min_crop_frames):
+        """MAMP / STARS views: `p_interval` [p] centre-crops the valid frames to their middle p (here,
+        when a batch is read: deterministic), [p0, p1] crops a random fraction (on the device, in
+        make_views); either way resized to `window_size` frames. `random_rot` rotates each sequence
+        by U(-0.3, 0.3) rad about x, y, z. (Upstream's min crop of 64 frames: `min_crop_frames`.)"""
+        if p_interval is not None:
+            p_interval = [float(p) for p in (p_interval if isinstance(p_interval, (list, tuple)) else [p_interval])]
+            ok = len(p_interval) in (1, 2) and all(0 < p <= 1 for p in p_interval) and p_interval == sorted(p_interval)
+            if not ok:
+                raise DataError(f"{self.data_path}: p_interval must be [p] or [p_low, p_high] within (0, 1], "
+                                f"got {p_interval}")
+            if int(window_size) <= 0:
+                raise DataError(f"{self.data_path}: p_interval needs window_size (the frames to resize to)")
+        self.p_interval, self.window_size = p_interval, int(window_size)
+        self.random_rot, self.min_crop_frames = bool(random_rot), int(min_crop_frames)
+
+    def _centre_crop(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p_interval is None or len(self.p_interval) != 1:
+            return x
+        return augment.valid_crop_resize(x, self.p_interval, self.window_size, self.min_crop_frames)
 
     def __getitems__(self, indices):
         """A whole batch with one memory-mapped read: (x (B, C, T, V, M), labels (B,), indices (B,))."""
         idx = np.asarray(indices)
         x = np.asarray(self.data[np.sort(idx)], dtype=np.float32)
         x = x[np.argsort(np.argsort(idx))]  # back to the sampler's order
-        return torch.from_numpy(x), torch.from_numpy(self.label[idx]), torch.from_numpy(idx)
+        return self._centre_crop(torch.from_numpy(x)), torch.from_numpy(self.label[idx]), torch.from_numpy(idx)
 
     @property
     def augments(self) -> bool:
-        return self.shear_amplitude > 0 or self.padding_ratio > 0
+        random_crop = self.p_interval is not None and len(self.p_interval) == 2
+        return self.shear_amplitude > 0 or self.padding_ratio > 0 or random_crop or self.random_rot
 
     def normal_view(self, x, generator):
+        if self.p_interval is not None and len(self.p_interval) == 2:
+            x = augment.valid_crop_resize(x, self.p_interval, self.window_size, self.min_crop_frames, generator)
+        if self.random_rot:
+            x = augment.uniform_rotate(x, generator=generator)
         return augment.normal_augment(x, self.shear_amplitude, self.padding_ratio, generator=generator)
 
     def make_views(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list:
