@@ -247,3 +247,21 @@ def test_nw_ucla_frames_cross_view(nw_ucla_frame50):
         assert names == sorted(names) and len(labels) == count and sorted(set(labels)) == list(range(10))
         views = {name.rsplit("_v", 1)[1] for name in names}
         assert views == ({"01", "02"} if split == "train" else {"03"})
+
+
+def test_nw_ucla_raw_sequences_for_mamp(tmp_path):
+    from conftest import NW_UCLA_ARCHIVE
+    from tools.nw_ucla_gendata import load_packed, make_raw
+
+    counts = make_raw(NW_UCLA_ARCHIVE, str(tmp_path), command="test")
+    assert counts == {"train": 1020, "val": 464}
+    data = load_packed(NW_UCLA_ARCHIVE)
+    x = np.load(tmp_path / "val_data_joint.npy")
+    with open(tmp_path / "val_label.pkl", "rb") as f:
+        names, labels = pickle.load(f)
+    assert names == sorted(names) and x.shape == (464, 3, 201, 20, 1)
+    i = list(data["names"]).index(names[7])
+    seq = data["skeletons"][i]  # (T, 20, 3)
+    expected = (seq - seq[0, 2]).transpose(2, 0, 1)  # origin: centre joint (3, 0-based 2) of frame 0
+    np.testing.assert_allclose(x[7, :, :len(seq), :, 0], expected, atol=1e-6)
+    assert not x[7, :, len(seq):].any() and labels[7] == int(data["labels"][i])

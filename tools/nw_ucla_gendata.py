@@ -3,6 +3,7 @@
     python tools/nw_ucla_gendata.py pack --src <all_sqe dir> --out data/nw_ucla/nw_ucla_skeletons.npz
     python tools/nw_ucla_gendata.py frames --src data/nw_ucla/nw_ucla_skeletons.npz \\
         --out_folder data/nw_ucla/frame50 --frames 50 [--split cross_view]
+    python tools/nw_ucla_gendata.py raw --out_folder data/nw_ucla/raw   # whole sequences, MAMP / STARS
 
 The release (`all_sqe/*.json`, see data/nw_ucla/SOURCE.md) is 1,484 JSON files of
 {"file_name", "skeletons": [T][20][3] metres, "label": 1..10}, named a<action>_s<subject>_e<rep>_v<view>.
@@ -32,7 +33,10 @@ sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 
+from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
+from feeder.raw.store import save_npy  # noqa: E402
 from tools.gendata_custom import InputError, convert  # noqa: E402
+from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
 
 NAME_PATTERN = re.compile(r"a(\d+)_s(\d+)_e(\d+)_v(\d+)")
 NUM_JOINTS = 20
@@ -143,6 +147,38 @@ def make_frames(src: str, out_folder: str, frames: int = 50, split: str = "cross
                    total=len(data["names"]))
 
 
+def make_raw(src: str, out_folder: str, split: str = "cross_view", command: str | None = None) -> dict:
+    """Whole sequences for the MAMP / STARS views (valid-frame crop + resize at training time):
+    `{train,val}_data_joint.npy` float32 (N, 3, T_max, 20, 1), zero-padded after each sequence and
+    moved so the centre joint of its first frame is the origin (as the CTR-GCN / MAMP NTU data),
+    `{train,val}_label.pkl` in sorted-name order and manifest.json (last)."""
+    data = load_any(src)
+    layout = get_layout("nw-ucla")
+    labels = split_labels(data, split)
+    longest = int(max(len(s) for s in data["skeletons"]))
+    order = sorted(range(len(data["names"])), key=lambda i: str(data["names"][i]))
+    os.makedirs(out_folder, exist_ok=True)
+    manifest = os.path.join(out_folder, "manifest.json")
+    if os.path.exists(manifest):
+        os.remove(manifest)
+    counts = {}
+    for part in ("train", "val"):
+        rows = [i for i in order if labels[str(data["names"][i])][1] == part]
+        x = np.zeros((len(rows), 3, longest, NUM_JOINTS, 1), np.float32)
+        for k, i in enumerate(rows):
+            s = np.asarray(data["skeletons"][i], np.float32)  # (T, V, 3)
+            x[k, :, :len(s), :, 0] = (s - s[0, layout.center]).transpose(2, 0, 1)
+        names = [str(data["names"][i]) for i in rows]
+        atomic_pickle(os.path.join(out_folder, f"{part}_label.pkl"), (names, [labels[n][0] for n in names]))
+        save_npy(os.path.join(out_folder, f"{part}_data_joint.npy"), x)
+        counts[part] = len(rows)
+    atomic_write_json(manifest, {"pipeline": "nw-ucla-raw", "layout": layout_to_dict(layout), "frames": longest,
+                                 "persons": 1, "origin": "centre joint of the first frame", "counts": counts,
+                                 "num_classes": NUM_CLASSES, "source": f"{SOURCE}, {split} split, from {src}",
+                                 "created_by": command})
+    return counts
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -155,6 +191,10 @@ def main(argv=None) -> int:
     f.add_argument("--out_folder", default="data/nw_ucla/frame50")
     f.add_argument("--frames", type=int, default=50)
     f.add_argument("--split", choices=sorted(TRAIN_VIEWS), default="cross_view")
+    r = modes.add_parser("raw", help="archive or JSON folder -> whole zero-padded sequences (MAMP / STARS)")
+    r.add_argument("--src", default="data/nw_ucla/nw_ucla_skeletons.npz", help=".npz archive or JSON folder")
+    r.add_argument("--out_folder", default="data/nw_ucla/raw")
+    r.add_argument("--split", choices=sorted(TRAIN_VIEWS), default="cross_view")
     args = parser.parse_args(argv)
     command = shlex.join(["python", "tools/nw_ucla_gendata.py"] + (sys.argv[1:] if argv is None else argv))
     try:
@@ -162,6 +202,9 @@ def main(argv=None) -> int:
             stats = pack(args.src, args.out, args.unit_mm)
             print(f"packed {stats['sequences']} sequences, {stats['frames']} frames into {args.out}: "
                   f"{stats['bytes'] / 1e6:.2f} MB, max round-trip error {stats['max_error_m'] * 1e3:.3f} mm")
+        elif args.mode == "raw":
+            counts = make_raw(args.src, args.out_folder, args.split, command)
+            print(f"wrote {args.out_folder}: {counts['train']} train / {counts['val']} val sequences")
         else:
             make_frames(args.src, args.out_folder, args.frames, args.split, command)
     except (InputError, OSError, ValueError, RuntimeError) as e:
