@@ -1,4 +1,5 @@
 """NTU RGB+D raw files: parser, writer, splits, the lineage tools, bad input, resume, pyskl import."""
+import json
 import lzma
 import os
 import pickle
@@ -14,6 +15,7 @@ from conftest import NTU_SIX, REPO_ROOT
 
 from feeder.raw import ntu
 from feeder.raw.common import InputError
+from feeder.raw.store import SampleStore
 from tools import lineage_frames, ntu_gendata, pyskl_import
 
 DATA = os.path.join(REPO_ROOT, "tests", "data")
@@ -196,8 +198,12 @@ def test_gendata_reports_and_skips_every_bad_file_and_strict_stops(tmp_path, cap
     assert "S001C001P009R001A007.skeleton" in names  # three bodies: kept, noted
     for needle in ("S001C001P004R001A004.skeleton: empty file", "S001C001P005R001A005.skeleton: truncated",
                    "S001C001P008R001A006.skeleton: all joints are zero", "S01C001P001R001A001.skeleton",
-                   "does not parse", "more than 2 bodies in 1 frame(s)", "skipped 4 file(s)"):
+                   "does not parse", "frames with more than 2 bodies", "skipped 4 file(s)"):
         assert needle in report, needle
+    with open(out / "xsub" / "manifest.json") as f:
+        manifest = json.load(f)
+    assert list(manifest["notes"].values()) == [["S001C001P009R001A007"]]  # every such file is listed
+    assert manifest["skipped"]["S001C001P005R001A005.skeleton"].startswith("truncated")
     assert ntu_gendata.main(["--data_path", tree, "--out_folder", str(tmp_path / "strict"), "--strict",
                              "--workers", "1"]) == 1
     assert not (tmp_path / "strict" / "xsub").exists()
@@ -249,10 +255,10 @@ def test_ntu60_benchmarks_leave_out_ntu120_files_and_the_missing_list(tmp_path):
     names = ["S001C001P001R001A001", "S018C001P001R001A001", "S001C001P001R001A061",
              "S001C002P005R002A008"]  # NTU120 setup, NTU120 action, on the missing list
     tree = fake_tree(tmp_path / "raw", names)
-    ntu_gendata.main(["--data_path", tree, "--out_folder", str(tmp_path / "o60"), "--workers", "1"])
+    assert ntu_gendata.main(["--data_path", tree, "--out_folder", str(tmp_path / "o60"), "--workers", "1"]) == 0
     assert read_split(tmp_path / "o60" / "xsub", "train")[1] == ["S001C001P001R001A001.skeleton"]
-    ntu_gendata.main(["--data_path", tree, "--out_folder", str(tmp_path / "o120"), "--workers", "1",
-                      "--benchmark", "xsub120,xset"])
+    assert ntu_gendata.main(["--data_path", tree, "--out_folder", str(tmp_path / "o120"), "--workers", "1",
+                             "--benchmark", "xsub120,xset"]) == 0
     _, train, _ = read_split(tmp_path / "o120" / "xsub", "train")
     _, xset_val, labels = read_split(tmp_path / "o120" / "xset", "val")
     assert len(train) == 3 and "S001C002P005R002A008.skeleton" not in train
@@ -333,3 +339,86 @@ def test_pyskl_annotations_import_to_both_formats(tmp_path):
     with np.load(out / "NTU60_XSub.npz") as z:
         assert z["y_train"].shape == (2, 60) and z["x_test"].shape == (1, 300, 150)  # "bad" left out
     assert pyskl_import.main(["--anno", str(anno), "--out_folder", str(tmp_path / "s"), "--strict"]) == 1
+
+
+class Crash(Exception):
+    """A stand-in for the process dying at this point (the state on disk is what a kill leaves)."""
+
+
+def test_a_run_stopped_after_converting_reports_earlier_skips_and_sees_fixed_files(tmp_path, monkeypatch, capsys):
+    tree = fake_tree(tmp_path / "raw", ["S001C001P001R001A001", "S001C002P002R001A002"])
+    bad = corrupt(tmp_path / "raw", "S001C001P004R001A004", lambda lines: lines[:300])
+    out = str(tmp_path / "out")
+    args = ["--data_path", tree, "--out_folder", out, "--workers", "1"]
+    real_finished = SampleStore.finished
+
+    def crash(self):
+        raise Crash()
+        yield from real_finished(self)
+
+    monkeypatch.setattr(SampleStore, "finished", crash)
+    with pytest.raises(Crash):
+        ntu_gendata.main(args)
+    monkeypatch.setattr(SampleStore, "finished", real_finished)
+    capsys.readouterr()
+    # the same inputs: the earlier skip is reported again, and --strict refuses to finish without it
+    assert ntu_gendata.main(args + ["--strict"]) == 1
+    assert "S001C001P004R001A004.skeleton: truncated" in capsys.readouterr().out
+    # the file repaired: the plan changed, so it is converted this time
+    shutil.copyfile(A001, bad)
+    assert ntu_gendata.main(args) == 0
+    assert "S001C001P004R001A004.skeleton" in read_split(tmp_path / "out" / "xsub", "train")[1]
+
+
+def test_a_kill_while_publishing_is_completed_by_the_next_run(tmp_path, monkeypatch):
+    tree = fake_tree(tmp_path / "raw", ["S001C001P001R001A001", "S001C002P002R001A002", "S001C001P003R001A003"])
+    out = tmp_path / "out"
+    args = ["--data_path", tree, "--out_folder", str(out), "--workers", "1"]
+    assert ntu_gendata.main(args + ["--pre_normalize"]) == 0
+    old = {f: (out / "xsub" / f).read_bytes() for f in ("train_data_joint.npy", "val_data_joint.npy")}
+    real_replace, calls = os.replace, []
+
+    def dying_replace(src, dst):
+        if ".partial" in str(src) and ".partial" not in str(dst):  # the final renames
+            calls.append(dst)
+            if len(calls) == 3:
+                raise Crash()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    with pytest.raises(Crash):
+        ntu_gendata.main(args)  # without --pre_normalize: new arrays, killed after two renames
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not (out / "xsub" / "manifest.json").exists()  # a mixed folder is marked incomplete
+    assert ntu_gendata.main(args) == 0
+    clean = tmp_path / "clean"
+    assert ntu_gendata.main(["--data_path", tree, "--out_folder", str(clean), "--workers", "1"]) == 0
+    for b in ("xsub", "xview"):
+        for f in ("train_data_joint.npy", "val_data_joint.npy", "train_label.pkl", "val_label.pkl"):
+            assert (out / b / f).read_bytes() == (clean / b / f).read_bytes(), (b, f)
+    assert (out / "xsub" / "train_data_joint.npy").read_bytes() != old["train_data_joint.npy"]
+
+
+def test_lineage_frames_refuses_duplicate_names_and_unfinished_inputs(tmp_path):
+    folder = tmp_path / "in" / "xsub"
+    folder.mkdir(parents=True)
+    x = ntu.lineage_xyz(ntu.read_skeleton(A001, ntu.XYZ))[None].repeat(3, axis=0)
+    for part in ("train", "val"):
+        np.save(folder / f"{part}_data_joint.npy", x)
+        with open(folder / f"{part}_label.pkl", "wb") as f:
+            pickle.dump((["a", "b", "a"] if part == "train" else ["a", "b", "c"], [0, 1, 2]), f)
+    assert lineage_frames.main(["--in_folder", str(tmp_path / "in"), "--out_folder", str(tmp_path / "o")]) == 1
+    with open(folder / "train_label.pkl", "wb") as f:
+        pickle.dump((["a", "b", "c"], [0, 1, 2]), f)
+    (tmp_path / "in" / ".partial").mkdir()
+    assert lineage_frames.main(["--in_folder", str(tmp_path / "in"), "--out_folder", str(tmp_path / "o")]) == 1
+    (tmp_path / "in" / ".partial").rmdir()
+    assert lineage_frames.main(["--in_folder", str(tmp_path / "in"), "--out_folder", str(tmp_path / "o")]) == 0
+
+
+def test_an_ignore_list_without_names_is_an_error(tmp_path):
+    tree = fake_tree(tmp_path / "raw", ["S001C001P001R001A001"])
+    wrong = tmp_path / "list.txt"
+    wrong.write_text("S001C001P001R001A001.skeleton\n")  # names must be bare
+    assert ntu_gendata.main(["--data_path", tree, "--out_folder", str(tmp_path / "o"),
+                             "--ignored_sample_path", str(wrong)]) == 1

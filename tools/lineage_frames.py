@@ -35,9 +35,8 @@ from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
 from feeder.ntu_feeder import DataError, read_labels  # noqa: E402
 from feeder.preprocess import motion_fixed_length, to_fixed_length  # noqa: E402
 from feeder.raw.common import InputError, Problems, say  # noqa: E402
-from feeder.raw.store import SampleStore, save_npy  # noqa: E402
+from feeder.raw.store import SampleStore, fingerprint  # noqa: E402
 from feeder.streams import bone  # noqa: E402
-from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
 
 PARTS = ("train", "val")
 DATA_NAMES = ("{}_data_joint.npy", "{}_data.npy")  # ours / 2s-AGCN, and the st-gcn / AimCLR name
@@ -59,71 +58,81 @@ def convert_benchmark(in_dir: str, out_dir: str, frames: int, streams: tuple, la
     if not all(path for path, _ in inputs.values()):
         raise InputError(in_dir, f"needs {DATA_NAMES[0].format('train')} and {DATA_NAMES[0].format('val')} "
                                  "(with their _label.pkl); make them with tools/ntu_gendata.py")
-    data, labels = {}, {}
+    if os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(in_dir)), ".partial")) or \
+            os.path.isdir(os.path.join(in_dir, ".partial")):
+        raise InputError(in_dir, "an unfinished conversion is still writing there; run it again to finish it first")
+    data, labels, names = {}, {}, {}
     for part, (data_path, label_path) in inputs.items():
         try:
-            names, label = read_labels(label_path)
+            names[part], label = read_labels(label_path)
         except DataError as e:
             raise InputError(label_path, str(e)) from None
+        seen = set()
+        for n in names[part]:
+            if n in seen:
+                raise InputError(label_path, f"sample name {n!r} appears twice")
+            seen.add(n)
         data[part] = np.load(data_path, mmap_mode="r")
-        if data[part].ndim != 5 or data[part].shape[1] != 3 or len(data[part]) != len(names):
-            raise InputError(data_path, f"shape {data[part].shape}: expected (N={len(names)}, 3, T, V, M)")
+        if data[part].ndim != 5 or data[part].shape[1] != 3 or len(data[part]) != len(names[part]):
+            raise InputError(data_path, f"shape {data[part].shape}: expected (N={len(names[part])}, 3, T, V, M)")
         if data[part].shape[3] != layout.num_joints:
             raise InputError(data_path, f"{data[part].shape[3]} joints, layout {layout.name!r} has {layout.num_joints}")
-        labels[part] = dict(zip(names, label.tolist()))
+        labels[part] = label.tolist()
     sample_shape = (3, frames, layout.num_joints, data["train"].shape[4])
-    # a name may appear in both parts only by mistake; keys carry the part to stay distinct
-    splits = {p: [f"{p}:{n}" for n in labels[p]] for p in PARTS}
+    # keys carry the part: a name may appear in both parts only by mistake, and must stay distinct
+    splits = {p: [f"{p}:{n}" for n in names[p]] for p in PARTS}
     kinds = ("position",) + streams
-    store = SampleStore(out_dir, splits, sample_shape, {"in": os.path.abspath(in_dir), "frames": frames,
-                                                       "layout": layout.name}, kinds=kinds)
-    todo = set(store.todo())
-    for part in PARTS:
-        keys = splits[part]
-        bar = tqdm(total=len(keys), desc=f"{os.path.basename(in_dir)}/{part}", unit="seq")
-        for start in range(0, len(keys), READ_CHUNK):
-            bar.update(len(keys[start:start + READ_CHUNK]))
-            block = None
-            for i, key in enumerate(keys[start:start + READ_CHUNK]):
-                if key not in todo:
-                    continue
-                if block is None:
-                    block = np.asarray(data[part][start:start + READ_CHUNK])
-                raw = block[i]
-                try:
-                    out = [to_fixed_length(raw, layout, frames)]
-                except ValueError as e:
-                    problems.add(f"{os.path.basename(inputs[part][0])} sample {start + i} ({key.split(':', 1)[1]})",
-                                 str(e), part)
-                    store.skip(key, str(e))
-                    continue
-                if "motion" in streams:
-                    out.append(motion_fixed_length(raw, frames))
-                if "bone" in streams:
-                    out.append(bone(torch.from_numpy(out[0][None]), layout)[0].numpy())
-                store.put(key, *out)
-            store.commit(every=2000)
-        bar.close()
-    counts = {}
-    for part, kept, arrays in store.finished():
-        names = [k.split(":", 1)[1] for k in kept]
-        os.makedirs(out_dir, exist_ok=True)
-        manifest = os.path.join(out_dir, "manifest.json")
-        if os.path.exists(manifest):
-            os.remove(manifest)
-        atomic_pickle(os.path.join(out_dir, f"{part}_label.pkl"), (names, [labels[part][n] for n in names]))
-        for kind in kinds:
-            save_npy(os.path.join(out_dir, f"{part}_{kind}.npy"), arrays[kind])
-        counts[part] = len(kept)
-    store.cleanup()
-    atomic_write_json(os.path.join(out_dir, "manifest.json"), {
-        "pipeline": "lineage-frameN", "frames": frames, "layout": layout_to_dict(layout),
-        "persons": sample_shape[-1], "centered_on_joint": layout.center, "rotated": layout.shoulders is not None,
-        "streams": list(kinds), "counts": counts,
-        "num_classes": max((max(v.values(), default=-1) for v in labels.values())) + 1,
-        "skipped": {k.split(":", 1)[1]: r for k, r in store.skipped.items()},
-        "source": os.path.abspath(in_dir), "created_by": command,
-    })
+    settings = {"frames": frames, "layout": layout.name, "inputs": fingerprint(p for pair in inputs.values()
+                                                                               for p in pair)}
+    store = SampleStore(out_dir, splits, sample_shape, settings, kinds=kinds)
+    try:
+        problems.add_earlier(store.skipped_before, lambda k: f"{k.split(':', 1)[0]} sample {k.split(':', 1)[1]}")
+        todo = set(store.todo())
+        for part in PARTS:
+            keys = splits[part]
+            bar = tqdm(total=len(keys), desc=f"{os.path.basename(in_dir)}/{part}", unit="seq")
+            for start in range(0, len(keys), READ_CHUNK):
+                bar.update(len(keys[start:start + READ_CHUNK]))
+                block = None
+                for i, key in enumerate(keys[start:start + READ_CHUNK]):
+                    if key not in todo:
+                        continue
+                    if block is None:
+                        block = np.asarray(data[part][start:start + READ_CHUNK])
+                    raw = block[i]
+                    try:
+                        out = [to_fixed_length(raw, layout, frames)]
+                    except ValueError as e:
+                        problems.add(f"{os.path.basename(inputs[part][0])} sample {start + i} "
+                                     f"({key.split(':', 1)[1]})", str(e), part)
+                        store.skip(key, str(e))
+                        continue
+                    if "motion" in streams:
+                        out.append(motion_fixed_length(raw, frames))
+                    if "bone" in streams:
+                        out.append(bone(torch.from_numpy(out[0][None]), layout)[0].numpy())
+                    store.put(key, *out)
+                store.commit(every=2000)
+            bar.close()
+        counts, outputs = {}, []
+        for part, kept, arrays in store.finished():
+            rows = {k: i for i, k in enumerate(splits[part])}
+            kept_names = [k.split(":", 1)[1] for k in kept]
+            outputs.append(store.stage_pickle(os.path.join(out_dir, f"{part}_label.pkl"),
+                                              (kept_names, [labels[part][rows[k]] for k in kept])))
+            outputs += [store.stage_array(arrays[kind], os.path.join(out_dir, f"{part}_{kind}.npy")) for kind in kinds]
+            counts[part] = len(kept)
+        outputs.append(store.stage_json(os.path.join(out_dir, "manifest.json"), {
+            "pipeline": "lineage-frameN", "frames": frames, "layout": layout_to_dict(layout),
+            "persons": sample_shape[-1], "centered_on_joint": layout.center, "rotated": layout.shoulders is not None,
+            "streams": list(kinds), "counts": counts,
+            "num_classes": max(max(v, default=-1) for v in labels.values()) + 1,
+            "skipped": {k.split(":", 1)[1]: r for k, r in store.skipped.items()},
+            "source": os.path.abspath(in_dir), "created_by": command,
+        }))
+        store.publish(outputs)
+    finally:
+        store.close()
     return counts
 
 

@@ -27,8 +27,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from feeder.raw import ntu  # noqa: E402
 from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
-from feeder.raw.store import SampleStore, save_npy  # noqa: E402
-from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
+from feeder.raw.store import SampleStore, fingerprint  # noqa: E402
 
 PARTS = ("train", "val")
 BODY_SELECTIONS = ("file_order", "energy")
@@ -80,31 +79,39 @@ def plan_splits(names: list, benchmarks: list) -> dict:
 
 def convert_file(job) -> tuple:
     """(name, (3, 300, 25, 2) array or None, error or None, notes) for one file; runs in workers."""
-    name, path, settings = job
+    name, path, body_selection, pre_normalize, max_frames = job
     try:
         skeleton = ntu.read_skeleton(path, ntu.XYZ)
         if len(skeleton.frame) == 0:
             raise InputError(os.path.basename(path), "no body in any frame")
         if not skeleton.joints.any():
             raise InputError(os.path.basename(path), "all joints are zero")
-        if settings["body_selection"] == "energy":
-            x = ntu.energy_xyz(skeleton, MAX_BODY, settings["max_frames"])
+        if body_selection == "energy":
+            x = ntu.energy_xyz(skeleton, MAX_BODY, max_frames)
         else:
-            x = ntu.lineage_xyz(skeleton, MAX_BODY, settings["max_frames"])
-        if settings["pre_normalize"]:
+            x = ntu.lineage_xyz(skeleton, MAX_BODY, max_frames)
+        if pre_normalize:
             x = ntu.pre_normalize(x)
     except InputError as e:
         return name, None, e.reason, []
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         return name, None, str(e), []
     notes = []
-    crowded = int((skeleton.slot >= MAX_BODY).sum())
-    if crowded:
-        frames = len(set(skeleton.frame[skeleton.slot >= MAX_BODY].tolist()))
-        kept = "the 2 most active bodies kept" if settings["body_selection"] == "energy" else \
-            "the first 2 listed kept per frame"
-        notes.append(f"more than {MAX_BODY} bodies in {frames} frame(s); {kept}")
+    if (skeleton.slot >= MAX_BODY).any():
+        kept = "the 2 most active bodies kept" if body_selection == "energy" else "the first 2 listed kept per frame"
+        notes.append(f"frames with more than {MAX_BODY} bodies ({kept})")
     return name, x, None, notes
+
+
+def read_ignore_list(ignored_path: str | None, dataset: str) -> tuple:
+    """(path or None, names) of the missing-skeleton list to apply; the bundled official one by default."""
+    if ignored_path == "none":
+        return None, set()
+    path = ignored_path or ntu.MISSING_LISTS[dataset]
+    names = ntu.read_missing_list(path)
+    if not names:
+        raise InputError(path, "no sample name (SsssCcccPpppRrrrAaaa, one per line) in this missing-skeleton list")
+    return path, names
 
 
 def run(data_paths: list, out_folder: str, benchmarks: list, ignored_path: str | None, workers: int = 1,
@@ -118,66 +125,61 @@ def run(data_paths: list, out_folder: str, benchmarks: list, ignored_path: str |
     dataset = datasets.pop()
     problems = Problems(strict)
     files = find_files(data_paths, problems)
-    if ignored_path is None:
-        ignored_path = ntu.MISSING_LISTS[dataset]
-    ignored = ntu.read_missing_list(ignored_path) if ignored_path != "none" else set()
+    ignored_path, ignored = read_ignore_list(ignored_path, dataset)
     names = sorted(n for n in files if n not in ignored)
     splits = plan_splits(names, benchmarks)
     wanted = sorted({n for v in splits.values() for n in v})
     if not wanted:
         raise InputError(", ".join(data_paths), f"no {dataset.upper()} .skeleton file to convert")
     settings = {"body_selection": body_selection, "pre_normalize": pre_normalize, "max_frames": max_frames,
-                "files": {n: os.path.abspath(files[n]) for n in wanted}}
+                "inputs": fingerprint(files[n] for n in wanted)}
     store = SampleStore(out_folder, splits, (3, max_frames, ntu.NUM_JOINTS, MAX_BODY), settings)
-    if store.resumed:
-        say(f"resuming: {store.resumed} of {len(wanted)} files were converted by an earlier run")
-    notes = {}
-    jobs = [(n, files[n], settings) for n in store.todo()]
     try:
-        for name, x, error, sample_notes in parallel_map(convert_file, jobs, workers, "ntu .skeleton", "file"):
-            if error is not None:
-                problems.add(os.path.basename(files[name]), error)  # raises under --strict
-                store.skip(name, error)
-            else:
-                store.put(name, x)
-            for note in sample_notes:
-                notes.setdefault(note, []).append(name)
-            store.commit(every=commit_every)
+        if store.resumed:
+            say(f"resuming: {store.resumed} of {len(wanted)} files were converted by an earlier run")
+        problems.add_earlier(store.skipped_before, lambda n: os.path.basename(files[n]))
+        jobs = [(n, files[n], body_selection, pre_normalize, max_frames) for n in store.todo()]
+        try:
+            for name, x, error, notes in parallel_map(convert_file, jobs, workers, "ntu .skeleton", "file"):
+                if error is not None:
+                    problems.add(os.path.basename(files[name]), error)  # raises under --strict
+                    store.skip(name, error)
+                else:
+                    store.put(name, x)
+                for note in notes:
+                    store.note(name, note)
+                store.commit(every=commit_every)
+        finally:
+            store.commit()
+        counts, outputs = {}, []
+        labels = {n: ntu.parse_name(n).label for n in wanted}
+        for split, kept, arrays in store.finished():
+            folder, part = os.path.join(out_folder, os.path.dirname(split)), os.path.basename(split)
+            outputs.append(store.stage_pickle(os.path.join(folder, f"{part}_label.pkl"),
+                                              ([n + ntu.SUFFIX for n in kept], [labels[n] for n in kept])))
+            outputs.append(store.stage_array(arrays["data"], os.path.join(folder, f"{part}_data_joint.npy")))
+            counts[split] = len(kept)
+        for benchmark in benchmarks:
+            folder = folder_of(benchmark)
+            in_benchmark = set(splits[f"{folder}/train"] + splits[f"{folder}/val"])
+            outputs.append(store.stage_json(os.path.join(out_folder, folder, "manifest.json"), {
+                "pipeline": "ntu-raw300" + ("-prenorm" if pre_normalize else ""),
+                "dataset": dataset, "benchmark": benchmark,
+                "layout": {"name": "ntu-rgb+d"},
+                "frames": max_frames, "persons": MAX_BODY,
+                "body_selection": body_selection, "pre_normalized": pre_normalize,
+                "counts": {p: counts[f"{folder}/{p}"] for p in PARTS},
+                "official_counts": ntu.OFFICIAL_COUNTS[benchmark],
+                "ignored_list": os.path.abspath(ignored_path) if ignored_path else None,
+                "skipped": {os.path.basename(files[n]): r for n, r in store.skipped.items() if n in in_benchmark},
+                "notes": {k: sorted(n for n in v if n in in_benchmark) for k, v in store.notes.items()},
+                "source": [os.path.abspath(p) for p in data_paths],
+                "created_by": command,
+            }))
+        notes = dict(store.notes)
+        store.publish(outputs)
     finally:
-        store.commit()
-    for name, reason in store.skipped.items():  # skipped by an earlier, resumed run
-        if (os.path.basename(files[name]), reason, None) not in problems.items:
-            problems.items.append((os.path.basename(files[name]), reason, None))
-
-    counts = {}
-    labels = {n: ntu.parse_name(n).label for n in wanted}
-    for split, kept, arrays in store.finished():
-        folder = os.path.join(out_folder, os.path.dirname(split))
-        part = os.path.basename(split)
-        os.makedirs(folder, exist_ok=True)
-        manifest = os.path.join(folder, "manifest.json")
-        if os.path.exists(manifest):
-            os.remove(manifest)  # the folder is about to change: no longer complete
-        atomic_pickle(os.path.join(folder, f"{part}_label.pkl"), ([n + ntu.SUFFIX for n in kept],
-                                                                  [labels[n] for n in kept]))
-        save_npy(os.path.join(folder, f"{part}_data_joint.npy"), arrays["data"])
-        counts[split] = len(kept)
-    store.cleanup()
-    for benchmark in benchmarks:
-        folder = folder_of(benchmark)
-        atomic_write_json(os.path.join(out_folder, folder, "manifest.json"), {
-            "pipeline": "ntu-raw300" + ("-prenorm" if pre_normalize else ""),
-            "dataset": dataset, "benchmark": benchmark,
-            "layout": {"name": "ntu-rgb+d"},
-            "frames": max_frames, "persons": MAX_BODY,
-            "body_selection": body_selection, "pre_normalized": pre_normalize,
-            "counts": {p: counts[f"{folder}/{p}"] for p in PARTS},
-            "official_counts": ntu.OFFICIAL_COUNTS[benchmark],
-            "ignored_list": os.path.abspath(ignored_path) if ignored_path != "none" else None,
-            "skipped": {os.path.basename(files[n]): r for n, r in store.skipped.items()},
-            "source": [os.path.abspath(p) for p in data_paths],
-            "created_by": command,
-        })
+        store.close()
     print_report(benchmarks, counts, problems, notes, len(ignored & set(files)), out_folder)
     return counts
 
@@ -193,7 +195,7 @@ def print_report(benchmarks, counts, problems, notes, ignored, out_folder) -> No
                  "'official' counts are for the full release without the listed samples")
     lines += problems.report_lines("file(s)")
     for note, names in notes.items():
-        lines.append(f"note: {note}: {len(names)} file(s), e.g. {names[0]}")
+        lines.append(f"note: {note}: {len(names)} file(s), e.g. {names[0]} (all listed in the manifests)")
     lines.append(f"wrote {out_folder}")
     say("\n".join(lines))
 

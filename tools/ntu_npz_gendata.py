@@ -24,9 +24,8 @@ sys.path.insert(0, REPO_ROOT)
 
 from feeder.raw import ctrgcn, ntu  # noqa: E402
 from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
-from feeder.raw.store import SampleStore, save_npz  # noqa: E402
-from tools.ntu_gendata import find_files  # noqa: E402
-from torchlight.io import atomic_write_text  # noqa: E402
+from feeder.raw.store import SampleStore, fingerprint, write_npz  # noqa: E402
+from tools.ntu_gendata import find_files, read_ignore_list  # noqa: E402
 
 NAMINGS = ("mamp", "ctrgcn")
 
@@ -39,7 +38,7 @@ def convert_file(job) -> tuple:
         row, report = ctrgcn.sample_to_npz_row(skeleton, name, dataset, frames)
     except InputError as e:
         return name, None, e.reason, []
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         return name, None, str(e), []
     return name, row, None, report.summary()
 
@@ -53,8 +52,7 @@ def run(data_paths, out_folder, benchmarks, ignored_path=None, workers=1, naming
     limits = ntu.DATASETS[dataset]
     problems = Problems(strict)
     files = find_files(data_paths, problems)
-    ignored_path = ignored_path or ntu.MISSING_LISTS[dataset]
-    ignored = ntu.read_missing_list(ignored_path) if ignored_path != "none" else set()
+    _, ignored = read_ignore_list(ignored_path, dataset)
     names = sorted(n for n in files if n not in ignored and ntu.parse_name(n).setup <= limits["setups"]
                    and ntu.parse_name(n).action <= limits["classes"])
     if not names:
@@ -64,15 +62,14 @@ def run(data_paths, out_folder, benchmarks, ignored_path=None, workers=1, naming
         train, test = ctrgcn.split_indices(names, b)
         splits[f"{b}/train"], splits[f"{b}/test"] = [names[i] for i in train], [names[i] for i in test]
     store = SampleStore(out_folder, splits, (frames, 2 * ctrgcn.ACTOR_WIDTH),
-                        {"pipeline": "ctrgcn", "dataset": dataset, "files": {n: os.path.abspath(files[n])
-                                                                             for n in names}})
-    if store.resumed:
-        say(f"resuming: {store.resumed} of {len(names)} files were converted by an earlier run")
-    log_path = os.path.join(store.folder, "denoising.log")
-    jobs = [(n, files[n], dataset, frames) for n in store.todo()]
-    changed = 0
+                        {"pipeline": "ctrgcn", "dataset": dataset, "inputs": fingerprint(files[n] for n in names)},
+                        partial=".partial-npz")
     try:
-        with open(log_path, "a") as log:
+        if store.resumed:
+            say(f"resuming: {store.resumed} of {len(names)} files were converted by an earlier run")
+        problems.add_earlier(store.skipped_before, lambda n: os.path.basename(files[n]))
+        jobs = [(n, files[n], dataset, frames) for n in store.todo()]
+        try:
             for name, row, error, summary in parallel_map(convert_file, jobs, workers, "ntu .skeleton -> npz",
                                                           "file"):
                 if error is not None:
@@ -80,33 +77,36 @@ def run(data_paths, out_folder, benchmarks, ignored_path=None, workers=1, naming
                     store.skip(name, error)
                 else:
                     store.put(name, row)
-                changed += bool(summary)
-                log.writelines(f"{name}\t{line}\n" for line in summary)
-                log.flush()  # before the commit that records the sample as done
+                for line in summary:  # what the denoising dropped, kept across a resume
+                    store.note(name, line)
                 store.commit(every=commit_every)
+        finally:
+            store.commit()
+        labels = {n: ntu.parse_name(n).label for n in names}
+        parts = {key: (kept, arrays["data"]) for key, kept, arrays in store.finished()}
+        counts, outputs = {}, []
+        for b in benchmarks:
+            arrays = {}
+            for part in ("train", "test"):
+                kept, x = parts[f"{b}/{part}"]
+                arrays[f"x_{part}"] = x
+                arrays[f"y_{part}"] = ctrgcn.one_hot([labels[n] for n in kept], limits["classes"])
+                counts[f"{b}/{part}"] = len(kept)
+            npz = os.path.join(out_folder, ctrgcn.NPZ_FILES[b][NAMINGS.index(naming)])
+            outputs.append(store.stage_file(npz, lambda f, arrays=arrays: write_npz(f, **arrays)))
+        log_lines = sorted(f"{n}\t{line}" for line, ns in store.notes.items() for n in ns)
+        changed = len({n for ns in store.notes.values() for n in ns})
+        outputs.append(store.stage_file(os.path.join(out_folder, "denoising.log"),
+                                        lambda f: f.write("".join(x + "\n" for x in log_lines).encode())))
+        store.publish(outputs)
     finally:
-        store.commit()
-    with open(log_path) as f:  # a resumed run may repeat lines of samples redone after the kill
-        log_lines = sorted(set(f.read().splitlines()))
-    labels = {n: ntu.parse_name(n).label for n in names}
-    parts = {key: (kept, arrays["data"]) for key, kept, arrays in store.finished()}
-    counts = {}
-    for b in benchmarks:
-        arrays = {}
-        for part in ("train", "test"):
-            kept, x = parts[f"{b}/{part}"]
-            arrays[f"x_{part}"] = x
-            arrays[f"y_{part}"] = ctrgcn.one_hot([labels[n] for n in kept], limits["classes"])
-            counts[f"{b}/{part}"] = len(kept)
-        save_npz(os.path.join(out_folder, ctrgcn.NPZ_FILES[b][NAMINGS.index(naming)]), **arrays)
-    atomic_write_text(os.path.join(out_folder, "denoising.log"), "".join(line + "\n" for line in log_lines))
-    store.cleanup()
+        store.close()
     lines = [f"{'benchmark':<10}{'part':<7}{'samples':>9}{'official':>10}{'diff':>8}"]
     for b in benchmarks:
         for part, official_part in (("train", "train"), ("test", "val")):
             n, official = counts[f"{b}/{part}"], ntu.OFFICIAL_COUNTS[b][official_part]
             lines.append(f"{b:<10}{part:<7}{n:>9}{official:>10}{n - official:>+8}")
-    lines.append(f"denoising changed {changed} of {len(jobs)} files converted in this run (see denoising.log)")
+    lines.append(f"the denoising changed {changed} of {len(names)} files (see denoising.log)")
     lines += problems.report_lines("file(s)")
     lines.append(f"wrote {out_folder}")
     say("\n".join(lines))

@@ -34,9 +34,8 @@ sys.path.insert(0, REPO_ROOT)
 import numpy as np  # noqa: E402
 
 from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
-from feeder.raw.store import save_npy  # noqa: E402
 from tools.gendata_custom import InputError, convert  # noqa: E402
-from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
+from torchlight.io import atomic_pickle, atomic_write, atomic_write_json  # noqa: E402
 
 NAME_PATTERN = re.compile(r"a(\d+)_s(\d+)_e(\d+)_v(\d+)")
 NUM_JOINTS = 20
@@ -170,7 +169,7 @@ def make_raw(src: str, out_folder: str, split: str = "cross_view", command: str 
             x[k, :, :len(s), :, 0] = (s - s[0, layout.center]).transpose(2, 0, 1)
         names = [str(data["names"][i]) for i in rows]
         atomic_pickle(os.path.join(out_folder, f"{part}_label.pkl"), (names, [labels[n][0] for n in names]))
-        save_npy(os.path.join(out_folder, f"{part}_data_joint.npy"), x)
+        atomic_write(os.path.join(out_folder, f"{part}_data_joint.npy"), lambda f, x=x: np.save(f, x))
         counts[part] = len(rows)
     atomic_write_json(manifest, {"pipeline": "nw-ucla-raw", "layout": layout_to_dict(layout), "frames": longest,
                                  "persons": 1, "origin": "centre joint of the first frame", "counts": counts,

@@ -32,8 +32,7 @@ import numpy as np  # noqa: E402
 from feeder.raw import pku  # noqa: E402
 from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
 from feeder.raw.ctrgcn import one_hot  # noqa: E402
-from feeder.raw.store import SampleStore, npz_rows, save_npy, save_npz  # noqa: E402
-from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
+from feeder.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
 
 FORMATS = ("lineage", "npz")
 BENCHMARKS = ("xsub", "xview")
@@ -75,12 +74,15 @@ def find_videos(skeleton_path: str, label_path: str, part: int, problems: Proble
 
 
 def cut_video(job) -> tuple:
-    """(video, {sample: array}, [(sample, reason)]) for one video; runs in worker processes."""
+    """(video, {sample: array}, [(sample, reason)]) for one video; runs in worker processes.
+    An unreadable video gives [(None, (file and line, reason))]."""
     video, path, rows, fmt = job
     try:
         sequence = pku.read_sequence(path)
-    except InputError as e:
-        return video, {}, [(None, f"{e}")]
+    except InputError as e:  # the whole video: (None, (where, why))
+        return video, {}, [(None, (e.source, e.reason))]
+    except OSError as e:
+        return video, {}, [(None, (video + pku.SUFFIX, str(e)))]
     samples, problems = {}, []
     for row, (class_id, start, end, _) in enumerate(rows):
         if fmt == "lineage":
@@ -126,60 +128,70 @@ def plan(videos: dict, splits: dict, fmt: str, ignored: set) -> tuple:
     return out, samples
 
 
-def convert(fmt, videos, splits, skeleton_path, out_folder, part, ignored, problems, workers, command) -> dict:
+def convert(fmt, videos, splits, paths, out_folder, part, ignored, problems, workers, command) -> dict:
+    """One format's samples: converted (resumably, in its own partial folder), then published."""
+    skeleton_path, label_path = paths
     names, samples = plan(videos, splits, fmt, ignored)
-    for name, (_, label) in samples.items():
-        if not 0 <= label < pku.NUM_CLASSES:
-            raise InputError(name, f"class id {label + 1} outside 1..{pku.NUM_CLASSES}")
-    store = SampleStore(out_folder, names, SAMPLE_SHAPE, {"format": fmt, "part": part,
-                                                          "skeletons": os.path.abspath(skeleton_path)})
-    if store.resumed:
-        say(f"resuming {fmt}: {store.resumed} of {len(samples)} samples were done by an earlier run")
-    todo = set(store.todo())
-    jobs = [(v, os.path.join(skeleton_path, v + pku.SUFFIX), rows, fmt) for v, rows in sorted(videos.items())
-            if any(n in todo for n in samples_of(v, rows, fmt))]
+    out_of_range = {n for n, (_, label) in samples.items() if not 0 <= label < pku.NUM_CLASSES}
+    inputs = [os.path.join(d, v + pku.SUFFIX) for v in sorted(videos) for d in (skeleton_path, label_path)]
+    store = SampleStore(out_folder, names, SAMPLE_SHAPE, {"format": fmt, "part": part, "inputs": fingerprint(inputs)},
+                        partial=f".partial-{fmt}")
     try:
-        for video, cut, bad in parallel_map(cut_video, jobs, workers, f"pku {fmt}", "video"):
-            for name, reason in bad:
-                if name is None:  # the whole video is unreadable
-                    problems.add(video + pku.SUFFIX, reason)
-                    for n in samples_of(video, videos[video], fmt):
-                        if n in todo:
-                            store.skip(n, reason)
-                elif name in todo:
-                    problems.add(f"{video}{pku.SUFFIX} instance {name}", reason)
-                    store.skip(name, reason)
-            for name, x in cut.items():
-                if name in todo:
-                    store.put(name, x)
-            store.commit(every=2000)
+        if store.resumed:
+            say(f"resuming {fmt}: {store.resumed} of {len(samples)} samples were done by an earlier run")
+        problems.add_earlier(store.skipped_before, lambda n: f"{samples[n][0]}{pku.SUFFIX} instance {n}")
+        for name in sorted(out_of_range & set(store.todo())):
+            reason = f"class id {samples[name][1] + 1} outside 1..{pku.NUM_CLASSES}"
+            problems.add(f"{samples[name][0]}{pku.SUFFIX} instance {name}", reason)
+            store.skip(name, reason)
+        todo = set(store.todo())
+        jobs = [(v, os.path.join(skeleton_path, v + pku.SUFFIX), rows, fmt) for v, rows in sorted(videos.items())
+                if any(n in todo for n in samples_of(v, rows, fmt))]
+        try:
+            for video, cut, bad in parallel_map(cut_video, jobs, workers, f"pku {fmt}", "video"):
+                for name, reason in bad:
+                    if name is None:  # the whole video is unreadable
+                        problems.add(*reason)
+                        for n in samples_of(video, videos[video], fmt):
+                            if n in todo:
+                                store.skip(n, f"{reason[0]}: {reason[1]}")
+                    elif name in todo:
+                        problems.add(f"{video}{pku.SUFFIX} instance {name}", reason)
+                        store.skip(name, reason)
+                for name, x in cut.items():
+                    if name in todo:
+                        store.put(name, x)
+                store.commit(every=2000)
+        finally:
+            store.commit()
+        counts = {key: (kept, arrays["data"]) for key, kept, arrays in store.finished()}
+        outputs = []
+        for benchmark in splits:
+            if fmt == "lineage":
+                folder = os.path.join(out_folder, benchmark)
+                for p in PARTS:
+                    kept, array = counts[f"{benchmark}/{p}"]
+                    outputs.append(store.stage_pickle(os.path.join(folder, f"{p}_label.pkl"), (
+                        [n + pku.LINEAGE_SUFFIX for n in kept], [samples[n][1] for n in kept])))
+                    outputs.append(store.stage_array(array, os.path.join(folder, f"{p}_data_joint.npy")))
+                in_benchmark = set(names[f"{benchmark}/train"] + names[f"{benchmark}/val"])
+                outputs.append(store.stage_json(os.path.join(folder, "manifest.json"), {
+                    "pipeline": "pku-raw300", "dataset": f"pku_part{part}", "benchmark": benchmark,
+                    "layout": {"name": "ntu-rgb+d"}, "frames": pku.MAX_FRAMES, "persons": pku.NUM_PERSONS,
+                    "counts": {p: len(counts[f"{benchmark}/{p}"][0]) for p in PARTS},
+                    "skipped": {n: r for n, r in store.skipped.items() if n in in_benchmark},
+                    "source": os.path.abspath(skeleton_path), "created_by": command}))
+            else:
+                rows = {}
+                for p, npz_part in (("train", "train"), ("val", "test")):
+                    kept, array = counts[f"{benchmark}/{p}"]
+                    rows[f"x_{npz_part}"] = npz_rows(array, os.path.join(store.folder, f"{benchmark}_{p}.rows.npy"))
+                    rows[f"y_{npz_part}"] = one_hot([samples[n][1] for n in kept], pku.NUM_CLASSES)
+                outputs.append(store.stage_file(os.path.join(out_folder, npz_name(part, benchmark)),
+                                                lambda f, rows=rows: write_npz(f, **rows)))
+        store.publish(outputs)
     finally:
-        store.commit()
-    counts = {}
-    for key, kept, arrays in store.finished():
-        counts[key] = (kept, arrays["data"])
-    for benchmark in splits:
-        if fmt == "lineage":
-            folder = os.path.join(out_folder, benchmark)
-            os.makedirs(folder, exist_ok=True)
-            for p in PARTS:
-                kept, array = counts[f"{benchmark}/{p}"]
-                atomic_pickle(os.path.join(folder, f"{p}_label.pkl"),
-                              ([n + pku.LINEAGE_SUFFIX for n in kept], [samples[n][1] for n in kept]))
-                save_npy(os.path.join(folder, f"{p}_data_joint.npy"), array)
-            atomic_write_json(os.path.join(folder, "manifest.json"), {
-                "pipeline": "pku-raw300", "dataset": f"pku_part{part}", "benchmark": benchmark,
-                "layout": {"name": "ntu-rgb+d"}, "frames": pku.MAX_FRAMES, "persons": pku.NUM_PERSONS,
-                "counts": {p: len(counts[f"{benchmark}/{p}"][0]) for p in PARTS},
-                "skipped": dict(store.skipped), "source": os.path.abspath(skeleton_path), "created_by": command})
-        else:
-            rows = {}
-            for p, npz_part in (("train", "train"), ("val", "test")):
-                kept, array = counts[f"{benchmark}/{p}"]
-                rows[f"x_{npz_part}"] = npz_rows(array, os.path.join(store.folder, f"{benchmark}_{p}.rows.npy"))
-                rows[f"y_{npz_part}"] = one_hot([samples[n][1] for n in kept], pku.NUM_CLASSES)
-            save_npz(os.path.join(out_folder, npz_name(part, benchmark)), **rows)
-    store.cleanup()
+        store.close()
     return {k: len(v[0]) for k, v in counts.items()}
 
 
@@ -203,8 +215,8 @@ def run(part, skeleton_path, label_path, split_path, out_folder, formats, benchm
         raise InputError(skeleton_path, "no skeleton file with a label file")
     ignored = pku.read_ignore_list(ignored_path) if ignored_path else set()
     os.makedirs(out_folder, exist_ok=True)
-    counts = {fmt: convert(fmt, videos, splits, skeleton_path, out_folder, part, ignored, problems, workers, command)
-              for fmt in formats}
+    counts = {fmt: convert(fmt, videos, splits, (skeleton_path, label_path), out_folder, part, ignored, problems,
+                           workers, command) for fmt in formats}
     lines = [f"{'format':<9}{'benchmark':<11}{'train':>8}{'val/test':>10}"]
     for fmt, c in counts.items():
         lines += [f"{fmt:<9}{b:<11}{c[f'{b}/train']:>8}{c[f'{b}/val']:>10}" for b in benchmarks]

@@ -29,8 +29,7 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.raw.common import InputError, Problems, say  # noqa: E402
 from feeder.raw.ctrgcn import one_hot  # noqa: E402
-from feeder.raw.store import SampleStore, npz_rows, save_npy, save_npz  # noqa: E402
-from torchlight.io import atomic_pickle, atomic_write_json  # noqa: E402
+from feeder.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
 
 FORMATS = ("lineage", "npz")
 MAX_PERSONS = 2
@@ -71,11 +70,13 @@ def benchmarks_of(split: dict, path: str) -> list:
     return found
 
 
-def check_keypoint(a: dict, max_frames: int) -> np.ndarray:
+def check_keypoint(a: dict, max_frames: int, joints: int) -> np.ndarray:
     """(M, T, V, C) keypoints as float32 (3, max_frames, V, 2); ValueError with the reason."""
     k = np.asarray(a["keypoint"], dtype=np.float32)
     if k.ndim != 4 or k.shape[-1] != 3:
         raise ValueError(f"keypoint shape {k.shape}: expected (M, T, V, 3) (a 2-D annotation file?)")
+    if k.shape[2] != joints:
+        raise ValueError(f"{k.shape[2]} joints, the first annotation has {joints}")
     if k.shape[1] > max_frames:
         raise ValueError(f"{k.shape[1]} frames, longer than {max_frames}")
     if not np.isfinite(k).all():
@@ -108,60 +109,65 @@ def run(anno_path: str, out_folder: str, formats: tuple, max_frames: int = 300, 
         raise InputError(f"{anno_path} annotation {min(wanted)}",
                          f"keypoint shape {first.shape}: expected (M, T, V, 3)")
     joints = first.shape[2]
-    store = SampleStore(out_folder, splits, (3, max_frames, joints, MAX_PERSONS),
-                        {"anno": os.path.abspath(anno_path), "mtime": os.path.getmtime(anno_path)})
-    crowded = []
-    for name in tqdm(store.todo(), desc="pyskl", unit="seq"):
-        a = annotations[name]
-        try:
-            sample = check_keypoint(a, max_frames)
-        except ValueError as e:
-            problems.add(f"{anno_path} annotation {name}", str(e))
-            store.skip(name, str(e))
-            continue
-        if np.asarray(a["keypoint"]).shape[0] > MAX_PERSONS:
-            crowded.append(name)
-        store.put(name, sample)
-        store.commit(every=2000)
     labels = {n: int(annotations[n]["label"]) for n in wanted}
     if num_classes is None:  # pyskl names its files ntu60_3danno.pkl / ntu120_3danno.pkl
         base = os.path.basename(anno_path).lower()
         num_classes = 120 if base.startswith("ntu120") else 60 if base.startswith("ntu60") else None
     if num_classes is None or max(labels.values()) >= num_classes:
         num_classes = max(num_classes or 0, max(labels.values()) + 1)
-    counts, finished = {}, {}
-    for key, kept, arrays in store.finished():
-        benchmark, part = key.split("/")
-        counts[key] = len(kept)
-        finished[key] = (kept, arrays["data"])
-    for benchmark in benchmarks:
-        if "npz" in formats:  # first: the lineage output may move the memmaps away
-            rows = {}
-            for part, npz_part in PARTS.items():
-                kept, array = finished[f"{benchmark}/{part}"]
-                rows[f"x_{npz_part}"] = npz_rows(array, os.path.join(store.folder, f"{benchmark}_{part}.rows.npy"))
-                rows[f"y_{npz_part}"] = one_hot([labels[n] for n in kept], num_classes)
-            os.makedirs(out_folder, exist_ok=True)
-            save_npz(os.path.join(out_folder, npz_name(benchmark, num_classes)), **rows)
-        if "lineage" in formats:
-            folder = os.path.join(out_folder, benchmark)
-            os.makedirs(folder, exist_ok=True)
-            for part in PARTS:
-                kept, array = finished[f"{benchmark}/{part}"]
-                atomic_pickle(os.path.join(folder, f"{part}_label.pkl"), (kept, [labels[n] for n in kept]))
-                save_npy(os.path.join(folder, f"{part}_data_joint.npy"), array)
-            atomic_write_json(os.path.join(folder, "manifest.json"), {
-                "pipeline": "pyskl-import", "benchmark": benchmark, "frames": max_frames,
-                "persons": MAX_PERSONS, "num_classes": num_classes,
-                "counts": {p: counts[f"{benchmark}/{p}"] for p in PARTS},
-                "skipped": dict(store.skipped), "source": os.path.abspath(anno_path), "created_by": command})
-    store.cleanup()
+    crowded_note = f"more than {MAX_PERSONS} persons, the first {MAX_PERSONS} kept"
+    store = SampleStore(out_folder, splits, (3, max_frames, joints, MAX_PERSONS),
+                        {"inputs": fingerprint([anno_path]), "max_frames": max_frames}, partial=".partial-pyskl")
+    try:
+        problems.add_earlier(store.skipped_before, lambda n: f"{anno_path} annotation {n}")
+        for name in tqdm(store.todo(), desc="pyskl", unit="seq"):
+            a = annotations[name]
+            try:
+                sample = check_keypoint(a, max_frames, joints)
+            except ValueError as e:
+                problems.add(f"{anno_path} annotation {name}", str(e))
+                store.skip(name, str(e))
+                continue
+            if np.asarray(a["keypoint"]).shape[0] > MAX_PERSONS:
+                store.note(name, crowded_note)
+            store.put(name, sample)
+            store.commit(every=2000)
+        counts, finished = {}, {}
+        for key, kept, arrays in store.finished():
+            counts[key] = len(kept)
+            finished[key] = (kept, arrays["data"])
+        outputs = []
+        for benchmark in benchmarks:
+            if "npz" in formats:
+                rows = {}
+                for part, npz_part in PARTS.items():
+                    kept, array = finished[f"{benchmark}/{part}"]
+                    rows[f"x_{npz_part}"] = npz_rows(array, os.path.join(store.folder, f"{benchmark}_{part}.rows.npy"))
+                    rows[f"y_{npz_part}"] = one_hot([labels[n] for n in kept], num_classes)
+                outputs.append(store.stage_file(os.path.join(out_folder, npz_name(benchmark, num_classes)),
+                                                lambda f, rows=rows: write_npz(f, **rows)))
+            if "lineage" in formats:
+                folder = os.path.join(out_folder, benchmark)
+                for part in PARTS:
+                    kept, array = finished[f"{benchmark}/{part}"]
+                    outputs.append(store.stage_pickle(os.path.join(folder, f"{part}_label.pkl"),
+                                                      (kept, [labels[n] for n in kept])))
+                    outputs.append(store.stage_array(array, os.path.join(folder, f"{part}_data_joint.npy")))
+                outputs.append(store.stage_json(os.path.join(folder, "manifest.json"), {
+                    "pipeline": "pyskl-import", "benchmark": benchmark, "frames": max_frames,
+                    "persons": MAX_PERSONS, "num_classes": num_classes,
+                    "counts": {p: counts[f"{benchmark}/{p}"] for p in PARTS},
+                    "skipped": dict(store.skipped), "notes": store.notes,
+                    "source": os.path.abspath(anno_path), "created_by": command}))
+        crowded = sorted(store.notes.get(crowded_note, []))
+        store.publish(outputs)
+    finally:
+        store.close()
     lines = [f"{'benchmark':<10}{'part':<7}{'samples':>9}"]
     lines += [f"{b:<10}{p:<7}{counts[f'{b}/{p}']:>9}" for b in benchmarks for p in PARTS]
     lines += problems.report_lines()
     if crowded:
-        lines.append(f"note: more than {MAX_PERSONS} persons, the first {MAX_PERSONS} kept: "
-                     f"{len(crowded)} sample(s), e.g. {crowded[0]}")
+        lines.append(f"note: {crowded_note}: {len(crowded)} sample(s), e.g. {crowded[0]} (listed in the manifests)")
     lines.append(f"wrote {out_folder} ({num_classes} classes; formats {', '.join(formats)})")
     say("\n".join(lines))
     return counts

@@ -34,6 +34,12 @@ class Problems:
         self.items.append((source, reason, split))
         say(f"skipped {source}: {reason}")
 
+    def add_earlier(self, skipped: dict, source_of=str) -> None:
+        """Skips an interrupted earlier run of the same conversion recorded: listed like this run's,
+        and under strict the first one stops the run (strict promises that nothing was left out)."""
+        for name, reason in skipped.items():
+            self.add(source_of(name), reason)
+
     def report_lines(self, what: str = "") -> list:
         """The final report's list of everything left out (empty when nothing was)."""
         if not self.items:
