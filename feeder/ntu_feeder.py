@@ -108,6 +108,13 @@ class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for confi
                 raise DataError(f"{self.data_path}: sample {i} ({self.sample_name[i]}) is all zeros "
                                 f"(a missing skeleton?); remove it from the dataset")
 
+    def select(self, rows) -> None:
+        """Keep only these rows (e.g. a semi-supervised subset); they are read into memory."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self.data = np.asarray(self.data[rows], dtype=np.float32)
+        self.label = self.label[rows]
+        self.sample_name = [self.sample_name[i] for i in rows]
+
     @property
     def num_classes(self) -> int:
         return int(self.label.max()) + 1

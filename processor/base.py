@@ -70,6 +70,8 @@ BASE_DEFAULTS = {
     "save_interval": 10,
     "eval_interval": 5,
     "skip_nonfinite": False,
+    "clip_grad": None,        # max global gradient norm (None: no clipping)
+    "clip_grad_per_tensor": None,  # max norm of each parameter's gradient separately (STARS: 3.0)
     "show_topk": [1, 5],
     "save_result": True,
     "progress": True,
@@ -86,6 +88,14 @@ ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `vie
 RUNTIME_KEYS = {"resume", "num_worker", "device", "use_gpu", "log_interval", "print_log", "save_log", "progress",
                 "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug", "pavi_log",
                 "test_batch_size", "config", "work_dir"}
+
+
+@torch.no_grad()
+def clip_per_tensor(params, max_norm: float) -> None:
+    """Scale each gradient whose norm exceeds max_norm down to it (STARS' clip_gradients), one by one."""
+    for p in params:
+        norm = p.grad.norm(2)
+        p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
 
 
 class TrainingError(RuntimeError):
@@ -279,6 +289,13 @@ class Processor:
     def backward_step(self, loss: torch.Tensor):
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.cfg["clip_grad"] or self.cfg["clip_grad_per_tensor"]:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if self.cfg["clip_grad"]:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg["clip_grad"])
+            if self.cfg["clip_grad_per_tensor"]:
+                clip_per_tensor(params, self.cfg["clip_grad_per_tensor"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
 

@@ -10,8 +10,11 @@ the lineage does (optimistic) and is labelled so; "last" is the final epoch.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,29 @@ from torchlight.io import atomic_pickle, atomic_save, atomic_write_json
 from .base import Processor, TrainingError
 
 SELECTION_NOTE = "best_top1 is selected on the test split (optimistic, as the lineage reports it); top1 is the last epoch"
+
+
+SUBSET_RULE = ("per class c with n_c samples: the first max(1, round(n_c * fraction)) of the class's indices "
+               "in a numpy permutation drawn with default_rng(seed); rows sorted")
+
+
+def class_balanced_subset(labels, fraction: float, seed: int) -> list:
+    """Sorted row indices: max(1, round(n_c * fraction)) per class, chosen by a seeded permutation."""
+    labels = np.asarray(labels)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    rows = []
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        rows += members[:max(1, round(len(members) * fraction))].tolist()
+    return sorted(int(r) for r in rows)
+
+
+def read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks) -> dict:
@@ -68,6 +94,9 @@ class Evaluation(Processor):
         "cache_features": "auto",
         "head_norm": False,
         "recalibrate_bn": False,
+        "label_smoothing": 0.0,
+        "label_fraction": 1.0,  # semi-supervised: train on this class-balanced fraction of the labels
+        "subset_seed": 0,
         "base_lr": 3.0,
         "step": [80],
         "weight_decay": 0.0,
@@ -89,6 +118,8 @@ class Evaluation(Processor):
         if not self.cfg["test_feeder"]:
             raise ConfigError("config key `test_feeder` (and `test_feeder_args`) is required for evaluation")
         self.train_set = self.make_dataset("train_feeder")
+        if self.cfg["label_fraction"] < 1:
+            self.use_label_subset()
         self.test_set = self.make_dataset("test_feeder")
         if self.cfg["num_epoch"] > 0:
             self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
@@ -97,6 +128,29 @@ class Evaluation(Processor):
         self.layout = self.train_set.layout
         self.log(f"train {len(self.train_set)} samples ({self.train_set.data_path}), "
                  f"test {len(self.test_set)} ({self.test_set.data_path}), stream {self.cfg['stream']}")
+
+    def use_label_subset(self):
+        """Keep a seeded, class-balanced `label_fraction` of the training set (semi-supervised
+        protocol); the chosen rows and names are saved to work_dir/label_subset.json and reused
+        from there on resume. The same (data, fraction, seed) gives the same subset on every
+        machine and every rank (upstream drew it from the global RNG, per rank, unbalanced)."""
+        fraction, seed = float(self.cfg["label_fraction"]), int(self.cfg["subset_seed"])
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"config key `label_fraction`: {fraction} is not in (0, 1]")
+        path = os.path.join(self.work_dir, "label_subset.json")
+        ds = self.train_set
+        wanted = {"data_path": os.path.abspath(ds.data_path), "samples": len(ds), "fraction": fraction, "seed": seed}
+        saved = read_json(path)
+        if saved and {k: saved.get(k) for k in wanted} == wanted:
+            rows = saved["rows"]
+        else:
+            rows = class_balanced_subset(ds.label, fraction, seed)
+            if self.is_main:
+                atomic_write_json(path, {**wanted, "rule": SUBSET_RULE, "rows": rows,
+                                         "names": [ds.sample_name[i] for i in rows]})
+        ds.select(rows)
+        self.log(f"semi-supervised: {len(rows)} labelled training samples ({fraction:g} of each class, seed {seed}; "
+                 f"list in {path})")
 
     def build_model(self):
         super().build_model()
@@ -210,7 +264,7 @@ class Evaluation(Processor):
                 x = self.train_set.make_views(x, self.generator)[0]
             with self.autocast():
                 out = self.logits(x)
-                loss = F.cross_entropy(out.float(), y)
+                loss = F.cross_entropy(out.float(), y, label_smoothing=self.cfg["label_smoothing"])
             self.iteration += 1
             if not self.check_finite(loss, epoch, step, index, self.train_set):
                 continue

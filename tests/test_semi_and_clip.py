@@ -1,0 +1,43 @@
+"""Semi-supervised label subsets, label smoothing and per-tensor gradient clipping."""
+import json
+
+import numpy as np
+import torch
+
+from processor.base import clip_per_tensor
+from processor.evaluation import Evaluation, class_balanced_subset
+from test_processors import eval_config
+
+
+def test_class_balanced_subset_by_hand():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 3)
+    rows = class_balanced_subset(labels, 0.1, seed=7)
+    picked = labels[rows]
+    assert [int((picked == c).sum()) for c in range(3)] == [5, 3, 1]  # round(n * 0.1), at least one
+    assert rows == sorted(rows) and len(set(rows)) == len(rows)
+    assert rows == class_balanced_subset(labels, 0.1, seed=7)
+    assert rows != class_balanced_subset(labels, 0.1, seed=8)
+    # the rule as documented: the first members of each class in a default_rng(seed) permutation
+    order = np.random.default_rng(7).permutation(len(labels))
+    expected = sorted(order[labels[order] == 0][:5].tolist() + order[labels[order] == 1][:3].tolist()
+                      + order[labels[order] == 2][:1].tolist())
+    assert rows == expected
+
+
+def test_semi_supervised_evaluation_trains_on_the_saved_subset(nw_ucla_small, tmp_path):
+    cfg = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path / "semi", None, num_epoch=1,
+                      label_fraction=0.2, subset_seed=3, label_smoothing=0.1, batch_size=5)
+    proc = Evaluation(cfg, name="linear_evaluation")
+    proc.run()
+    saved = json.loads((tmp_path / "semi" / "label_subset.json").read_text())
+    assert len(saved["rows"]) == 10 and len(proc.train_set) == 10  # 1 of 5 per class, 10 classes
+    assert sorted(proc.train_set.label.tolist()) == list(range(10))
+    assert saved["names"] == proc.train_set.sample_name
+
+
+def test_clip_per_tensor_scales_each_gradient_separately():
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    a.grad, b.grad = torch.tensor([3.0, 4.0, 0.0]), torch.tensor([0.3, 0.4])  # norms 5 and 0.5
+    clip_per_tensor([a, b], 3.0)
+    torch.testing.assert_close(a.grad, torch.tensor([3.0, 4.0, 0.0]) * 3 / (5 + 1e-6))
+    torch.testing.assert_close(b.grad, torch.tensor([0.3, 0.4]))  # under the limit: untouched
