@@ -180,6 +180,11 @@ class Processor:
                 args[key] = resolve_path(args[key])
         return instantiate(self.cfg[feeder_key], args, where=f"{feeder_key}_args")
 
+    def plain_loader(self, dataset):
+        """The whole split in order, no augmentation, every rank (evaluation, kNN monitor)."""
+        return torch.utils.data.DataLoader(dataset, batch_size=self.cfg["test_batch_size"], shuffle=False,
+                                           num_workers=self.cfg["num_worker"], collate_fn=identity_collate)
+
     def make_loader(self, dataset, batch_size: int, train: bool, on_device: bool = False):
         """on_device: the dataset already holds device tensors (cached features): no workers, no pinning."""
         sampler = DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=train,

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from feeder.ntu_feeder import identity_collate
 from feeder.streams import to_stream
 from torchlight.config import ConfigError
 from torchlight.io import atomic_pickle, atomic_save, atomic_write_json
@@ -60,14 +59,17 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks) -> dict:
 
 
 @torch.no_grad()
-def extract_features(model, loader, stream: str, layout, device, autocast, desc="features", progress=True):
-    """Pooled encoder features of a whole split, in dataset order: (N, d), labels (N,), indices (N,)."""
+def extract_features(model, loader, stream: str, layout, device, autocast, desc="features", progress=True,
+                     fn=None):
+    """Pooled encoder features of a whole split, in dataset order: (N, d), labels (N,), indices (N,).
+    fn: the feature function (default model.forward_features)."""
     model.eval()
+    fn = fn or model.forward_features
     feats, labels, indices = [], [], []
     for x, y, idx in tqdm(loader, desc=desc, leave=False, disable=not progress):
         x = to_stream(x.to(device, non_blocking=True), stream, layout)
         with autocast():
-            feats.append(model.forward_features(x).float())
+            feats.append(fn(x).float())
         labels.append(y)
         indices.append(idx)
     return torch.cat(feats), torch.cat(labels).to(device), torch.cat(indices)
@@ -217,11 +219,6 @@ class Evaluation(Processor):
             del m.saved_momentum
         self.model.eval()
         self.log(f"BatchNorm statistics re-estimated on the {len(self.train_set)} training samples")
-
-    def plain_loader(self, dataset):
-        """The whole split in order, no augmentation."""
-        return torch.utils.data.DataLoader(dataset, batch_size=self.cfg["test_batch_size"], shuffle=False,
-                                           num_workers=self.cfg["num_worker"], collate_fn=identity_collate)
 
     def features(self, dataset, desc: str):
         return extract_features(self.model, self.plain_loader(dataset), stream=self.cfg["stream"], layout=self.layout,

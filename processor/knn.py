@@ -34,6 +34,17 @@ def knn_predict(query: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Tens
     return torch.cat(out)
 
 
+def knn_accuracies(bank, bank_labels, query, query_labels, ks, num_classes: int, weighting: str = "exp",
+                   t: float = 0.1) -> dict:
+    """{k: top-1 %} of the kNN classifier on cosine similarity of the (unnormalised) features."""
+    bank, query = F.normalize(bank, dim=1), F.normalize(query, dim=1)
+    out = {}
+    for k in ks:
+        scores = knn_predict(query, bank, bank_labels, num_classes, int(k), weighting, t)
+        out[int(k)] = round(100.0 * (scores.argmax(1) == query_labels).float().mean().item(), 4)
+    return out
+
+
 class KNN(Evaluation):
     description = "kNN evaluation of frozen encoder features (k list, cosine, optional exp weighting)"
     DEFAULTS = {"knn_k": [1, 20], "knn_t": 0.1, "knn_weighting": "exp", "num_epoch": 0}
@@ -61,12 +72,9 @@ class KNN(Evaluation):
     def evaluate(self, epoch: int) -> dict:
         bank, bank_labels, _ = self.features(self.train_set, "bank features")
         query, labels, _ = self.features(self.test_set, "query features")
-        bank, query = F.normalize(bank, dim=1), F.normalize(query, dim=1)
         num_classes = max(self.train_set.num_classes, self.test_set.num_classes)
-        per_k = {}
-        for k in self.cfg["knn_k"]:
-            scores = knn_predict(query, bank, bank_labels, num_classes, k, self.cfg["knn_weighting"], self.cfg["knn_t"])
-            per_k[int(k)] = round(100.0 * (scores.argmax(1) == labels).float().mean().item(), 4)
+        per_k = knn_accuracies(bank, bank_labels, query, labels, self.cfg["knn_k"], num_classes,
+                               self.cfg["knn_weighting"], self.cfg["knn_t"])
         self.result = per_k
         self.log("kNN top1: " + ", ".join(f"k={k}: {v:.2f}%" for k, v in per_k.items()))
         if self.is_main:

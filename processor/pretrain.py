@@ -12,20 +12,53 @@ import torch
 from tqdm import tqdm
 
 from feeder.streams import to_stream
+from torchlight.config import ConfigError, resolve_path
 from torchlight.dist import all_reduce_sum
+from torchlight.util import instantiate
 
 from .base import Processor
+from .evaluation import extract_features
+from .knn import knn_accuracies
 
 
 class Pretrain(Processor):
     description = "self-supervised pretraining of any method in net/"
-    DEFAULTS = {"eval_interval": -1, "save_interval": 5}
+    DEFAULTS = {
+        "eval_interval": -1, "save_interval": 5,
+        # online kNN monitor (STARS, solo-learn): every knn_interval epochs (0: off), weighted kNN of the
+        # test split's features against the train split's; the method's `monitor_features` if it has one
+        "knn_interval": 0, "knn_k": [20], "knn_t": 0.1,
+        "knn_feeder": None, "knn_train_feeder_args": {}, "knn_test_feeder_args": {},
+    }
 
     def build_data(self):
         self.train_set = self.make_dataset("train_feeder")
         self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
         self.log(f"training data: {len(self.train_set)} samples from {self.train_set.data_path}, "
                  f"{self.train_set.num_views} view(s) per sample, stream {self.cfg['stream']}")
+        if self.cfg["knn_interval"] > 0:
+            feeder = self.cfg["knn_feeder"] or "feeder.ntu_feeder.Feeder_single"
+            self.knn_sets = []
+            for part in ("train", "test"):
+                args = {k: resolve_path(v) if k in ("data_path", "label_path") else v
+                        for k, v in self.cfg[f"knn_{part}_feeder_args"].items()}
+                if not args:
+                    raise ConfigError(f"config key `knn_{part}_feeder_args` is required with knn_interval > 0")
+                self.knn_sets.append(instantiate(feeder, args, where=f"knn_{part}_feeder_args"))
+
+    @torch.no_grad()
+    def knn_monitor(self) -> dict:
+        """{knn_top1_k<k>: accuracy %} of the weighted kNN monitor (model left in train mode after)."""
+        module = self.module
+        fn = getattr(module, "monitor_features", module.forward_features)
+        (bank, bank_y, _), (query, query_y, _) = (
+            extract_features(module, self.plain_loader(ds), self.cfg["stream"], ds.layout, self.device,
+                             self.autocast, desc=f"kNN monitor {part}", progress=self.is_main and self.cfg["progress"],
+                             fn=fn) for part, ds in zip(("train", "test"), self.knn_sets))
+        classes = max(ds.num_classes for ds in self.knn_sets)
+        per_k = knn_accuracies(bank, bank_y, query, query_y, self.cfg["knn_k"], classes, "exp", self.cfg["knn_t"])
+        module.train()
+        return {f"knn_top1_k{k}": v for k, v in per_k.items()}
 
     def make_batch(self, x, label, index, epoch: int) -> dict:
         views = self.train_set.make_views(x, self.generator)
@@ -69,6 +102,11 @@ class Pretrain(Processor):
         stats = {k: v / max(count, 1) for k, v in sums.items()}
         stats["lr"] = lr
         stats["samples_per_s"] = round(seen * self.world_size / (time.time() - t0), 2)
+        if self.cfg["knn_interval"] > 0 and (epoch + 1) % self.cfg["knn_interval"] == 0:
+            monitor = self.knn_monitor()
+            stats.update(monitor)
+            self.logger.scalars(monitor, epoch + 1, prefix="monitor/")
+            self.log(f"kNN monitor after epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in monitor.items()))
         return stats
 
     def summary_lines(self) -> list:

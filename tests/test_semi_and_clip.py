@@ -41,3 +41,27 @@ def test_clip_per_tensor_scales_each_gradient_separately():
     clip_per_tensor([a, b], 3.0)
     torch.testing.assert_close(a.grad, torch.tensor([3.0, 4.0, 0.0]) * 3 / (5 + 1e-6))
     torch.testing.assert_close(b.grad, torch.tensor([0.3, 0.4]))  # under the limit: untouched
+
+
+def test_online_knn_monitor_equals_the_knn_evaluation_of_the_saved_encoder(nw_ucla_small, tmp_path):
+    """The monitor (live model, during pretraining) and the kNN processor (tested against a brute-force
+    kNN in test_processors) must agree on the checkpoint written at the same epoch. (A numpy
+    re-computation is too fragile here: one epoch of a tiny model gives near-identical features.)"""
+    from processor.knn import KNN
+    from processor.pretrain import Pretrain
+    from test_processors import pretrain_config
+
+    data = {"data_path": str(nw_ucla_small / "train_position.npy"),
+            "label_path": str(nw_ucla_small / "train_label.pkl")}
+    test = {"data_path": str(nw_ucla_small / "val_position.npy"), "label_path": str(nw_ucla_small / "val_label.pkl")}
+    cfg = pretrain_config(nw_ucla_small, tmp_path / "pre", num_epoch=2, knn_interval=2, knn_k=[1, 5], knn_t=0.1,
+                          knn_train_feeder_args=data, knn_test_feeder_args=test)
+    Pretrain(cfg, name="pretrain_skeletonclr").run()
+    records = [json.loads(line) for line in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()]
+    assert "knn_top1_k1" not in records[0] and "knn_top1_k5" in records[1]  # every knn_interval epochs
+    knn = KNN(eval_config("skeletonclr_knn.yaml", nw_ucla_small, tmp_path / "knn", tmp_path / "pre" / "latest.pt",
+                          knn_k=[1, 5], knn_t=0.1, knn_weighting="exp"), name="knn")
+    knn.run()
+    results = json.loads((tmp_path / "knn" / "results.json").read_text())
+    for k in (1, 5):
+        assert records[1][f"knn_top1_k{k}"] == results["knn_top1"][str(k)], k
