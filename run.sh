@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SkelSSL runs, as the seed READMEs run them. Usage:
-#   bash run.sh [section]        section: demo (default), nwucla_full, ntu60, ntu120
+#   bash run.sh [section]        section: demo (default), nwucla_full, ntu60, ntu120, stars, stars_ntu60
 #   NPROC=4 bash run.sh ntu60    pretrain on 4 GPUs with torchrun (NTU sections only)
 #   PYTHON=python3 bash run.sh   the interpreter to use (default: python)
 #
@@ -12,6 +12,10 @@
 #                (expected top-1 68.3 %), kNN. Needs data/ntu60_frame50/xsub/ (see the README).
 #   ntu120       NTU120 x-sub, joint stream: the same (expected linear top-1 56.8 %).
 #                Needs data/ntu120_frame50/xsub/.
+#   stars        NW-UCLA (bundled): STARS' three stages with a small transformer: MAMP pretraining (5
+#                epochs), contrastive tuning (2 epochs), linear probe, kNN, 10 % semi-supervised.
+#   stars_ntu60  NTU60 x-sub, the STARS seed commands: MAMP (400 epochs), the merged stage 2, linear
+#                (expected 87.1 %), kNN k=1 (79.9 %), fine-tuning (93.0 %). Needs data/ntu/NTU60_XSub.npz.
 # Other streams / benchmarks: the configs under config/ntu60 and config/ntu120 (each YAML's first
 # lines give its command). Every run resumes from its work_dir's latest.pt when run again.
 set -euo pipefail
@@ -19,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON="${PYTHON:-python}"
 NPROC="${NPROC:-1}"
-SECTIONS="demo nwucla_full ntu60 ntu120"
+SECTIONS="demo nwucla_full ntu60 ntu120 stars stars_ntu60"
 
 run() {
     echo "+ $*"
@@ -35,12 +39,13 @@ prepare_nw_ucla() {
     fi
 }
 
-# pretrain <config>: one process, or torchrun with NPROC processes (batch_size is the global batch)
+# pretrain <config> [processor]: one process, or torchrun with NPROC processes (batch_size is the global batch)
 pretrain() {
+    local processor="${2:-pretrain_skeletonclr}"
     if [[ "$NPROC" -gt 1 ]]; then
-        run torchrun --nproc_per_node="$NPROC" main.py pretrain_skeletonclr --config "$1"
+        run torchrun --nproc_per_node="$NPROC" main.py "$processor" --config "$1"
     else
-        run "$PYTHON" main.py pretrain_skeletonclr --config "$1"
+        run "$PYTHON" main.py "$processor" --config "$1"
     fi
 }
 
@@ -97,12 +102,42 @@ ntu120() {
     ntu ntu120 xsub
 }
 
+stars() {
+    if [[ ! -f data/nw_ucla/raw/manifest.json ]]; then
+        run "$PYTHON" tools/nw_ucla_gendata.py raw --out_folder data/nw_ucla/raw
+    fi
+    run "$PYTHON" main.py pretrain_mamp --config config/demo/stars_pretrain_mamp.yaml --num_epoch 5 --knn_interval 5
+    run "$PYTHON" main.py pretrain_clrtuning --config config/demo/stars_clrtuning.yaml --num_epoch 2
+    run "$PYTHON" main.py linear_evaluation --config config/demo/stars_linear.yaml
+    run "$PYTHON" main.py knn --config config/demo/stars_knn.yaml
+    run "$PYTHON" main.py finetune_evaluation --config config/demo/stars_semi.yaml --num_epoch 5
+}
+
+stars_ntu60() {
+    # = torchrun --nproc_per_node=4 main.py pretrain_mamp --config config/ntu60/pretext/pretext_mamp_xsub.yaml
+    #   torchrun --nproc_per_node=4 main.py pretrain_clrtuning --config config/ntu60/pretext/clrtuning_xsub_merged.yaml
+    #   python main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_stars_xsub.yaml
+    #   python main.py knn --config config/ntu60/knn/knn_stars_xsub.yaml
+    #   python main.py finetune_evaluation --config config/ntu60/finetune_eval/finetune_eval_stars_xsub.yaml
+    if [[ ! -f data/ntu/NTU60_XSub.npz ]]; then
+        echo "error: data/ntu/NTU60_XSub.npz not found; make it with tools/ntu_npz_gendata.py (README, data section)" >&2
+        exit 1
+    fi
+    pretrain config/ntu60/pretext/pretext_mamp_xsub.yaml pretrain_mamp
+    pretrain config/ntu60/pretext/clrtuning_xsub_merged.yaml pretrain_clrtuning
+    run "$PYTHON" main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_stars_xsub.yaml
+    run "$PYTHON" main.py knn --config config/ntu60/knn/knn_stars_xsub.yaml
+    run "$PYTHON" main.py finetune_evaluation --config config/ntu60/finetune_eval/finetune_eval_stars_xsub.yaml
+}
+
 section="${1:-demo}"
 case "$section" in
     demo) demo ;;
     nwucla_full) nwucla_full ;;
     ntu60) ntu60 ;;
     ntu120) ntu120 ;;
+    stars) stars ;;
+    stars_ntu60) stars_ntu60 ;;
     *)
         echo "unknown section '$section'; sections: $SECTIONS" >&2
         echo "usage: bash run.sh [section]   (default: demo)" >&2

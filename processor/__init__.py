@@ -7,6 +7,10 @@ from __future__ import annotations
 PROCESSORS = {
     "pretrain": ("processor.pretrain.Pretrain", "self-supervised pretraining of any method in net/", {}),
     "pretrain_skeletonclr": ("processor.pretrain.Pretrain", "SkeletonCLR pretraining (MoCo v2 on ST-GCN)", {}),
+    "pretrain_mamp": ("processor.pretrain.Pretrain", "MAMP masked motion pretraining of the transformer (STARS stage 1)",
+                      {}),
+    "pretrain_clrtuning": ("processor.pretrain.Pretrain",
+                           "STARS stage 2: nearest-neighbour contrastive tuning of a MAMP encoder", {}),
     "linear_evaluation": ("processor.evaluation.Evaluation", "linear probe on a frozen pretrained encoder",
                           {"protocol": "linear"}),
     "finetune_evaluation": ("processor.evaluation.Evaluation", "fine-tune the whole pretrained encoder",

@@ -38,12 +38,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "config")
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(CONFIG_DIR, "**", "*.yaml"), recursive=True)
                  if not os.path.basename(p).startswith("_"))
-NTU_CONFIGS = [p for p in CONFIGS if p.split(os.sep)[1] in ("ntu60", "ntu120")]
+NTU_CONFIGS = [p for p in CONFIGS if p.split(os.sep)[1] in ("ntu60", "ntu120") and "skeletonclr" in p]
+STARS_CONFIGS = [p for p in CONFIGS if p.split(os.sep)[1] in ("ntu60", "ntu120") and "skeletonclr" not in p]
 COMMAND = re.compile(r"python main\.py (\S+) --config (\S+)")
 
 # name -> (path pattern, processor); the first match wins
-RULES = [("pretext", "pretrain_skeletonclr"), ("pretrain", "pretrain_skeletonclr"), ("linear", "linear_evaluation"),
-         ("knn", "knn"), ("finetune", "finetune_evaluation")]
+RULES = [("clrtuning", "pretrain_clrtuning"), ("pretext_mamp", "pretrain_mamp"), ("mamp_pretrain", "pretrain_mamp"),
+         ("pretext", "pretrain_skeletonclr"), ("pretrain", "pretrain_skeletonclr"), ("linear", "linear_evaluation"),
+         ("knn", "knn"), ("finetune", "finetune_evaluation"), ("semi", "finetune_evaluation")]
 
 
 def processor_for(path: str) -> str:
@@ -99,12 +101,17 @@ def test_config_is_valid(path):
         check_kwargs(Graph.__init__, args["graph_args"], "model_args.graph_args")
         Graph(**args["graph_args"])  # the layout name and strategy are known (no data involved)
 
-    for key in ("train_feeder", "test_feeder"):
-        if cfg[key] is None:
+    feeders = [(cfg["train_feeder"], "train_feeder_args"), (cfg["test_feeder"], "test_feeder_args")]
+    if cfg.get("knn_interval", 0) > 0:
+        feeders += [(cfg["knn_feeder"] or "feeder.ntu_feeder.Feeder_single", f"knn_{p}_feeder_args")
+                    for p in ("train", "test")]
+    for feeder_name, key in feeders:
+        if feeder_name is None:
             continue
-        feeder = import_class(cfg[key])
-        check_kwargs(feeder.__init__, cfg[f"{key}_args"], f"{key}_args")
-        assert {"data_path", "label_path"} <= set(cfg[f"{key}_args"]), f"{path}: {key}_args needs both paths"
+        feeder = import_class(feeder_name)
+        check_kwargs(feeder.__init__, cfg[key], key)
+        needed = {"data_path", "label_path"} & set(feeder.__init__.__code__.co_varnames)  # npz: data_path only
+        assert needed <= set(cfg[key]), f"{path}: {key} needs {sorted(needed)}"
     if issubclass(cls, import_class("processor.evaluation.Evaluation")):
         assert cfg["test_feeder"], f"{path}: evaluation needs test_feeder"
 
@@ -235,3 +242,60 @@ def test_run_sh_syntax_sections_and_paths():
     for ds in ("ntu60", "ntu120"):  # the NTU sections build their paths from these names
         for fam in ("pretext/pretext", "linear_eval/linear_eval", "knn/knn"):
             assert os.path.isfile(os.path.join(ROOT, "config", ds, f"{fam}_skeletonclr_xsub_joint.yaml"))
+
+
+@pytest.mark.parametrize("path", STARS_CONFIGS)
+def test_stars_and_mamp_configs_hold_the_published_values(path):
+    name = processor_for(path)
+    command = COMMAND.search(header(path))
+    assert command and command.groups() == (name, path.replace(os.sep, "/")), f"{path}: header command"
+    _, cfg = resolved(path)
+    dataset, family, filename = path.split(os.sep)[1:]
+    bench = re.search(r"_(xsub|xview|xset)", filename).group(1)
+    npz = {"ntu60": "./data/ntu/NTU60_", "ntu120": "./data/ntu120/NTU120_"}[dataset] + \
+        {"xsub": "XSub", "xview": "XView", "xset": "XSet"}[bench] + ".npz"
+    args = cfg["model_args"]
+    assert (args["dim_feat"], args["depth"], args["num_heads"], args["num_frames"], args["t_patch_size"]) == \
+        (256, 8, 8, 120, 4)
+    assert cfg["train_feeder_args"]["data_path"] == npz
+    if name == "pretrain_mamp":
+        assert (args["decoder_depth"], args["motion_aware_tau"], args["mask_ratio"]) == \
+            ((3, 0.8) if dataset == "ntu60" else (5, 0.75)) + (0.9,)
+        assert (cfg["optimizer"], cfg["betas"], cfg["weight_decay"], cfg["base_lr"], cfg["min_lr"], cfg["scheduler"],
+                cfg["warm_up_epoch"], cfg["num_epoch"], cfg["batch_size"]) == \
+            ("AdamW", [0.9, 0.95], 0.05, 1e-3, 5e-4, "cosine", 20, 400, 128)
+        assert cfg["train_feeder_args"]["p_interval"] == [0.5, 1] and cfg["train_feeder_args"]["random_rot"]
+    elif name == "pretrain_clrtuning":
+        second = filename.endswith("_second.yaml")
+        assert args["third_stage"] is not second
+        assert (cfg["optimizer"], cfg["betas"], cfg["weight_decay"], cfg["base_lr"], cfg["scheduler"],
+                cfg["clip_grad_per_tensor"], cfg["batch_size"], cfg["num_epoch"]) == \
+            ("AdamW", [0.9, 0.95], 0.01, 1e-3, "constant", 3.0, 128, 20 if second else 10)
+        if not second:
+            assert args["layer_decay"] == (0.45 if dataset == "ntu60" else 0.40)
+        assert (args["queue_size"], args["Temperature"], args["hidden_dim"], args["feature_dim"]) == \
+            (32768, 0.07, 4096, 256)
+        assert cfg["train_feeder_args"]["p_interval"] == [1.0] and cfg["knn_k"] == [10, 20, 40]
+        for part in ("train", "test"):
+            assert cfg[f"knn_{part}_feeder_args"]["data_path"] == npz
+        if filename.endswith("_third.yaml"):  # continues the second-stage run of the same benchmark
+            _, prev = resolved(path.replace("_third.yaml", "_second.yaml"))
+            assert cfg["weights"] == prev["work_dir"] + "/latest.pt" and not cfg["rename_weights"]
+        else:
+            assert cfg["weights"] == f"./work_dir/{dataset}_{bench}/mamp/pretext/latest.pt"
+            assert cfg["rename_weights"] == {"": "encoder_student."}
+    else:
+        assert cfg["weights"] == f"./work_dir/{dataset}_{bench}/stars/third/latest.pt"
+        assert cfg["test_feeder_args"]["data_path"] == npz and cfg["test_feeder_args"]["p_interval"] == [0.95]
+        assert args["num_classes"] == {"ntu60": 60, "ntu120": 120}[dataset]
+        if name == "linear_evaluation":
+            assert (cfg["head_norm"], cfg["base_lr"], cfg["weight_decay"], cfg["scheduler"], cfg["num_epoch"],
+                    cfg["batch_size"], args["protocol"]) == (True, 0.1, 0.0, "cosine", 100, 256, "linprobe")
+        elif name == "knn":
+            assert cfg["knn_k"][0] == 1 and cfg["knn_weighting"] == "none"
+        else:
+            assert (args["protocol"], args["layer_decay"], args["drop_path_rate"], cfg["base_lr"], cfg["min_lr"],
+                    cfg["weight_decay"], cfg["warm_up_epoch"], cfg["label_smoothing"], cfg["batch_size"]) == \
+                ("finetune", 0.8, 0.3, 3e-4, 1e-5, 0.05, 5, 0.1, 48)
+            if family == "semi":
+                assert cfg["label_fraction"] == (0.01 if filename.startswith("semi1_") else 0.1)

@@ -49,6 +49,15 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def all_gather_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """all_gather_cat that lets gradients flow back to every rank's part (summed over ranks), so a loss
+    over the global batch, averaged by DDP, has the gradient of one big batch."""
+    if not is_initialized() or world_size() == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_initialized() and world_size() > 1:
         dist.all_reduce(tensor)
