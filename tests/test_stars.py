@@ -100,3 +100,55 @@ def test_monitor_features_are_z_or_p(third_stage):
         p, z = model.encoder_student(x)
         torch.testing.assert_close(model.monitor_features(x), z if third_stage else p)
         assert model.forward_features(x).shape == (2, 32)
+
+
+def tiny_stage_configs(data, work, weights=None):
+    """Stage 1 and stage 2 configs of a tiny transformer on the small NW-UCLA subset (20 joints)."""
+    from test_processors import demo_config
+
+    encoder = {"dim_feat": 32, "depth": 2, "num_heads": 4, "num_frames": 16, "num_joints": 20, "t_patch_size": 4}
+    common = {"num_epoch": 2, "batch_size": 10, "save_interval": 1, "optimizer": "AdamW", "betas": [0.9, 0.95],
+              "train_feeder": "feeder.ntu_feeder.Feeder_single", "knn_interval": 0}
+    mamp = demo_config("skeletonclr_pretrain.yaml", data, work / "mamp", model="net.mamp.MAMP", base_lr=1e-3,
+                       scheduler="cosine", warm_up_epoch=1, weight_decay=0.05, **common)
+    mamp["model_args"] = {**encoder, "decoder_dim_feat": 32, "decoder_depth": 1}
+    stars = demo_config("skeletonclr_pretrain.yaml", data, work / "stars", model="net.stars.STARS",
+                        weights=weights, rename_weights={"": "encoder_student."},
+                        ignore_weights=["encoder_student.decoder", "encoder_student.mask_token"],
+                        base_lr=1e-3, scheduler="constant", weight_decay=0.01, clip_grad_per_tensor=3.0, **common)
+    stars["model_args"] = {**encoder, "hidden_dim": 64, "feature_dim": 32, "queue_size": 40}
+    for cfg in (mamp, stars):
+        cfg["train_feeder_args"] = {**{k: cfg["train_feeder_args"][k] for k in ("data_path", "label_path")},
+                                    "p_interval": [0.5, 1], "window_size": 16, "min_crop_frames": 8}
+    return mamp, stars
+
+
+def test_stage_one_then_two_train_and_resume_exactly(nw_ucla_small, tmp_path):
+    """MAMP (random masks from the run's generator) and STARS (queue and ids in the checkpoint): a run
+    stopped after epoch 1 and resumed ends with the weights of the uninterrupted run, bit for bit."""
+    from processor.pretrain import Pretrain
+    from torchlight.io import load_checkpoint
+
+    mamp, _ = tiny_stage_configs(nw_ucla_small, tmp_path)
+    Pretrain(mamp, name="pretrain_mamp").run()
+    weights = str(tmp_path / "mamp" / "latest.pt")
+    for name, stage in (("pretrain_mamp", 0), ("pretrain_clrtuning", 1)):
+        full = tiny_stage_configs(nw_ucla_small, tmp_path / f"full{stage}", weights)[stage]
+        Pretrain(full, name=name).run()
+        split = tiny_stage_configs(nw_ucla_small, tmp_path / f"split{stage}", weights)[stage]
+        Pretrain({**split, "num_epoch": 1}, name=name).run()
+        Pretrain(split, name=name).run()  # resumes from latest.pt
+        a = load_checkpoint(str(tmp_path / f"full{stage}" / ("mamp" if stage == 0 else "stars") / "latest.pt"))
+        b = load_checkpoint(str(tmp_path / f"split{stage}" / ("mamp" if stage == 0 else "stars") / "latest.pt"))
+        assert a["epoch"] == b["epoch"] == 2
+        for key in a["model"]:
+            torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
+        if stage == 1:
+            assert int(a["model"]["queue_ptr"]) == (2 * (50 // 10) * 10) % 40
+            assert (a["model"]["queue_id"] >= 0).all()  # filled with sample ids
+            # the first half of the encoder stayed MAMP's (frozen), the top block moved
+            mamp_state = load_checkpoint(weights)["model"]
+            torch.testing.assert_close(a["model"]["encoder_student.blocks.0.attn.qkv.weight"],
+                                       mamp_state["blocks.0.attn.qkv.weight"], rtol=0, atol=0)
+            assert not torch.equal(a["model"]["encoder_student.blocks.1.attn.qkv.weight"],
+                                   mamp_state["blocks.1.attn.qkv.weight"])
