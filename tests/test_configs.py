@@ -299,3 +299,18 @@ def test_stars_and_mamp_configs_hold_the_published_values(path):
                 ("finetune", 0.8, 0.3, 3e-4, 1e-5, 0.05, 5, 0.1, 48)
             if family == "semi":
                 assert cfg["label_fraction"] == (0.01 if filename.startswith("semi1_") else 0.1)
+
+
+def test_pku_part2_stars_configs():
+    """PKU-MMD part II: STARS' lr 1e-4 in both steps, layer decay 0.35, 51 classes, MAMP decoder 5 blocks."""
+    folder = os.path.join("config", "pku_part2")
+    _, mamp = resolved(os.path.join(folder, "pretext", "pretext_mamp_xsub.yaml"))
+    assert mamp["model_args"]["decoder_depth"] == 5 and mamp["model_args"]["motion_aware_tau"] == 0.8
+    _, second = resolved(os.path.join(folder, "pretext", "clrtuning_xsub_second.yaml"))
+    _, third = resolved(os.path.join(folder, "pretext", "clrtuning_xsub_third.yaml"))
+    assert (second["base_lr"], second["num_epoch"], second["model_args"]["third_stage"]) == (1e-4, 20, False)
+    assert (third["base_lr"], third["num_epoch"], third["model_args"]["layer_decay"]) == (1e-4, 10, 0.35)
+    assert third["weights"] == second["work_dir"] + "/latest.pt"
+    for fam, name in (("linear_eval", "linear_eval"), ("knn", "knn"), ("finetune_eval", "finetune_eval")):
+        _, cfg = resolved(os.path.join(folder, fam, f"{name}_stars_xsub.yaml"))
+        assert cfg["model_args"]["num_classes"] == 51 and cfg["test_feeder_args"]["data_path"].endswith("PKUv2_XSub.npz")
