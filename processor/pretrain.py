@@ -64,7 +64,8 @@ class Pretrain(Processor):
         views = self.train_set.make_views(x, self.generator)
         if self.cfg["stream"] != "all":  # 'all': multi-stream methods derive their streams themselves
             views = [to_stream(v, self.cfg["stream"], self.train_set.layout) for v in views]
-        return {"views": views, "label": label, "index": index, "epoch": epoch, "generator": self.generator}
+        return {"views": views, "label": label, "index": index, "epoch": epoch, "generator": self.generator,
+                "layout": self.train_set.layout}
 
     def allowed_missing(self) -> list:
         """A method's parts that a stage-1 checkpoint does not hold (STARS' head and queue)."""
