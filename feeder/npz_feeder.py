@@ -39,15 +39,32 @@ def _extract(npz_path: str, key: str) -> str:
     return out
 
 
+class RowSubset:
+    """Rows of a (memory-mapped) array, read on demand: a class subset of NTU120 stays on disk."""
+
+    def __init__(self, data, rows: np.ndarray):
+        self.base, self.rows = data, rows
+        self.shape, self.ndim, self.dtype = (len(rows),) + tuple(data.shape[1:]), data.ndim, data.dtype
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.base[self.rows[index]]
+
+
 class Feeder(Feeder_single):
     """One split of a CTR-GCN / MAMP `.npz`; `split` is train or test (val means test).
 
     Sample names are `<split>_<index>` (the format stores none). Augmentation arguments as
-    Feeder_single (off by default).
+    Feeder_single (off by default). `class_range: [lo, hi]` keeps the samples whose 0-based label is
+    in lo..hi-1 and relabels them 0..hi-lo-1: STARS' few-shot set is NTU120 XSub with [60, 120]
+    (the actions A61-A120, exactly the samples NTU60 does not hold).
     """
 
     def __init__(self, data_path, split="train", shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
-                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64):
+                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64,
+                 class_range=None):
         if split not in SPLITS:
             raise DataError(f"{data_path}: split must be one of {sorted(SPLITS)}, got {split!r}")
         if not os.path.isfile(data_path):
@@ -69,6 +86,9 @@ class Feeder(Feeder_single):
         self.data = x.reshape(n, t, 2, 25, 3).transpose(0, 4, 1, 3, 2)
         self.label = onehot.argmax(axis=1).astype(np.int64)
         self.sample_name = [f"{part}_{i}" for i in range(n)]
+        if class_range is not None:
+            self._keep_classes(data_path, class_range)
+            n = len(self.label)
         self.data_path, self.label_path = data_path, data_path
         self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
         self.set_temporal_view(p_interval, window_size, random_rot, min_crop_frames)
@@ -77,3 +97,15 @@ class Feeder(Feeder_single):
         self.layout = get_layout(layout or "ntu-rgb+d")
         if check_data:
             self.check()
+
+    def _keep_classes(self, data_path: str, class_range):
+        ok = isinstance(class_range, (list, tuple)) and len(class_range) == 2 and all(
+            isinstance(c, int) for c in class_range) and 0 <= class_range[0] < class_range[1]
+        if not ok:
+            raise DataError(f"{data_path}: class_range must be [lo, hi] with 0 <= lo < hi (0-based labels, hi "
+                            f"excluded), got {class_range!r}")
+        lo, hi = class_range
+        rows = np.flatnonzero((self.label >= lo) & (self.label < hi))
+        self.data = RowSubset(self.data, rows)
+        self.label = self.label[rows] - lo
+        self.sample_name = [self.sample_name[i] for i in rows]

@@ -29,18 +29,20 @@ from .base import Processor, TrainingError
 SELECTION_NOTE = "best_top1 is selected on the test split (optimistic, as the lineage reports it); top1 is the last epoch"
 
 
-SUBSET_RULE = ("per class c with n_c samples: the first max(1, round(n_c * fraction)) of the class's indices "
-               "in a numpy permutation drawn with default_rng(seed); rows sorted")
+SUBSET_RULE = ("per class c with n_c samples: the first max(1, round(n_c * fraction)) (or the first "
+               "min(n_c, shots) with shots_per_class) of the class's indices in a numpy permutation drawn with "
+               "default_rng(seed); rows sorted")
 
 
-def class_balanced_subset(labels, fraction: float, seed: int) -> list:
-    """Sorted row indices: max(1, round(n_c * fraction)) per class, chosen by a seeded permutation."""
+def class_balanced_subset(labels, fraction: float, seed: int, shots: int = 0) -> list:
+    """Sorted row indices: max(1, round(n_c * fraction)) per class, or `shots` per class when given,
+    chosen by a seeded permutation."""
     labels = np.asarray(labels)
     order = np.random.default_rng(seed).permutation(len(labels))
     rows = []
     for c in np.unique(labels):
         members = order[labels[order] == c]
-        rows += members[:max(1, round(len(members) * fraction))].tolist()
+        rows += members[:shots if shots > 0 else max(1, round(len(members) * fraction))].tolist()
     return sorted(int(r) for r in rows)
 
 
@@ -99,6 +101,7 @@ class Evaluation(Processor):
         "label_smoothing": 0.0,
         "label_fraction": 1.0,  # semi-supervised: train on this class-balanced fraction of the labels
         "subset_seed": 0,
+        "shots_per_class": 0,  # few-shot: train / kNN bank on this many labelled samples per class (0: off)
         "base_lr": 3.0,
         "step": [80],
         "weight_decay": 0.0,
@@ -120,7 +123,7 @@ class Evaluation(Processor):
         if not self.cfg["test_feeder"]:
             raise ConfigError("config key `test_feeder` (and `test_feeder_args`) is required for evaluation")
         self.train_set = self.make_dataset("train_feeder")
-        if self.cfg["label_fraction"] < 1:
+        if self.cfg["label_fraction"] < 1 or self.cfg["shots_per_class"] > 0:
             self.use_label_subset()
         self.test_set = self.make_dataset("test_feeder")
         if self.cfg["num_epoch"] > 0:
@@ -137,22 +140,26 @@ class Evaluation(Processor):
         from there on resume. The same (data, fraction, seed) gives the same subset on every
         machine and every rank (upstream drew it from the global RNG, per rank, unbalanced)."""
         fraction, seed = float(self.cfg["label_fraction"]), int(self.cfg["subset_seed"])
+        shots = int(self.cfg["shots_per_class"])
         if not 0 < fraction <= 1:
             raise ConfigError(f"config key `label_fraction`: {fraction} is not in (0, 1]")
+        if shots > 0 and fraction < 1:
+            raise ConfigError("config keys `label_fraction` and `shots_per_class` exclude each other: set one")
         path = os.path.join(self.work_dir, "label_subset.json")
         ds = self.train_set
-        wanted = {"data_path": os.path.abspath(ds.data_path), "samples": len(ds), "fraction": fraction, "seed": seed}
+        wanted = {"data_path": os.path.abspath(ds.data_path), "samples": len(ds), "fraction": fraction, "seed": seed,
+                  "shots_per_class": shots}
         saved = read_json(path)
         if saved and {k: saved.get(k) for k in wanted} == wanted:
             rows = saved["rows"]
         else:
-            rows = class_balanced_subset(ds.label, fraction, seed)
+            rows = class_balanced_subset(ds.label, fraction, seed, shots)
             if self.is_main:
                 atomic_write_json(path, {**wanted, "rule": SUBSET_RULE, "rows": rows,
                                          "names": [ds.sample_name[i] for i in rows]})
         ds.select(rows)
-        self.log(f"semi-supervised: {len(rows)} labelled training samples ({fraction:g} of each class, seed {seed}; "
-                 f"list in {path})")
+        share = f"{shots} per class" if shots else f"{fraction:g} of each class"
+        self.log(f"label subset: {len(rows)} labelled training samples ({share}, seed {seed}; list in {path})")
 
     def build_model(self):
         super().build_model()

@@ -52,3 +52,23 @@ def test_bad_npz_files(tmp_path, real_npz):
         Feeder(str(tmp_path / "junk.npz"))
     with pytest.raises(DataError, match="split"):
         Feeder(str(path), split="dev")
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_class_range_keeps_and_relabels_a_class_subset(real_npz, mmap):
+    """STARS' few-shot set: only the labels in [lo, hi), relabelled from 0, read from the same file."""
+    path, x, labels = real_npz
+    lo, hi = 10, 60
+    ds = Feeder(str(path), split="train", mmap=mmap, class_range=[lo, hi])
+    keep = [i for i, y in enumerate(labels[:4]) if lo <= y < hi]
+    assert 0 < len(keep) < 4, "the fixture must hold labels on both sides of the range"
+    assert len(ds) == len(keep) and ds.label.tolist() == [labels[i] - lo for i in keep]
+    assert ds.sample_name == [f"train_{i}" for i in keep]
+    full = Feeder(str(path), split="train", mmap=mmap)
+    batch, batch_labels, _ = ds.__getitems__(list(range(len(keep)))[::-1])
+    for j, i in enumerate(keep[::-1]):
+        np.testing.assert_array_equal(batch[j].numpy(), full[i][0].numpy())
+    with pytest.raises(DataError, match="class_range"):
+        Feeder(str(path), split="train", class_range=[5])
+    with pytest.raises(DataError, match="empty"):
+        Feeder(str(path), split="train", class_range=[58, 59])

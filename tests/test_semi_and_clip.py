@@ -2,10 +2,12 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from processor.base import clip_per_tensor
 from processor.evaluation import Evaluation, class_balanced_subset
+from torchlight.config import ConfigError
 from test_processors import eval_config
 
 
@@ -65,3 +67,36 @@ def test_online_knn_monitor_equals_the_knn_evaluation_of_the_saved_encoder(nw_uc
     results = json.loads((tmp_path / "knn" / "results.json").read_text())
     for k in (1, 5):
         assert records[1][f"knn_top1_k{k}"] == results["knn_top1"][str(k)], k
+
+
+def test_shots_per_class_by_hand():
+    labels = np.array([0] * 50 + [1] * 30 + [2] * 3)
+    rows = class_balanced_subset(labels, 1.0, seed=7, shots=5)
+    assert [int((labels[rows] == c).sum()) for c in range(3)] == [5, 5, 3]  # a class with fewer keeps all
+    order = np.random.default_rng(7).permutation(len(labels))
+    assert rows == sorted(sum((order[labels[order] == c][:5].tolist() for c in range(3)), []))
+
+
+def test_few_shot_knn_uses_a_k_shot_bank_and_matches_brute_force(nw_ucla_small, tmp_path):
+    """STARS' few-shot protocol is kNN; with `shots_per_class` the bank is a seeded K-shot support set."""
+    from processor.knn import KNN
+
+    cfg = eval_config("skeletonclr_knn.yaml", nw_ucla_small, tmp_path, None, knn_k=[1], knn_weighting="none",
+                      shots_per_class=2, subset_seed=4)
+    proc = KNN(cfg, name="knn")
+    proc.run()
+    saved = json.loads((tmp_path / "label_subset.json").read_text())
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["bank_samples"] == 20 == len(saved["rows"]) and saved["shots_per_class"] == 2
+    assert sorted(proc.train_set.label.tolist()) == sorted(list(range(10)) * 2)
+    bank, bank_y, _ = proc.features(proc.train_set, "bank")
+    query, query_y, _ = proc.features(proc.test_set, "query")
+    bank = (bank / bank.norm(dim=1, keepdim=True)).numpy()
+    query = (query / query.norm(dim=1, keepdim=True)).numpy()
+    nearest = (query @ bank.T).argmax(axis=1)
+    expected = 100.0 * float((bank_y.numpy()[nearest] == query_y.numpy()).mean())
+    assert abs(result["knn_top1"]["1"] - expected) < 1e-3
+    bad = eval_config("skeletonclr_knn.yaml", nw_ucla_small, tmp_path / "bad", None, shots_per_class=2,
+                      label_fraction=0.5)
+    with pytest.raises(ConfigError, match="shots_per_class"):
+        KNN(bad, name="knn").run()

@@ -74,21 +74,22 @@ def checkpoints(pretext: str) -> dict:
     return dict(sorted(found.items()))
 
 
-def plot(rows: list, path: str, title: str):
+def plot(rows: list, path: str, title: str, method: str = "pretrained", protocols=tuple(PROTOCOLS)):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, protocol in zip(axes, PROTOCOLS):
+    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, protocol in zip(axes, protocols):
         sel = [r for r in rows if r["protocol"] == protocol]
         for metric, style in (("linear_top1", "-o"), ("knn_k1", "-s"), ("knn_k20", "-^")):
             pre = sorted((int(r["epoch"]), float(r[metric])) for r in sel if int(r["epoch"]) > 0)
             rand = [float(r[metric]) for r in sel if int(r["epoch"]) == 0]
             line = None
             if pre:
-                line, = ax.plot(*zip(*pre), style, ms=3, label=f"{metric} (SkeletonCLR)")
+                line, = ax.plot(*zip(*pre), style, ms=3, label=f"{metric} ({method})")
             if rand:
                 ax.axhline(np.mean(rand), ls="--", lw=1, color=line.get_color() if line else None,
                            label=f"{metric} random init (mean of {len(rand)})")
@@ -113,6 +114,9 @@ def main():
     p.add_argument("--every", type=int, default=1, help="evaluate every n-th checkpoint")
     p.add_argument("--watch", type=float, default=0, help="poll interval (s) while the run is still going")
     p.add_argument("--final_epoch", type=int, default=None, help="stop watching once this epoch is evaluated")
+    p.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS),
+                   help="`lineage` only for encoders without BatchNorm (the transformer)")
+    p.add_argument("--method", default="SkeletonCLR", help="legend label of the pretrained curve")
     p.add_argument("--title", default="SkeletonCLR on NW-UCLA (cross-view)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -125,7 +129,7 @@ def main():
         todo += [(e, 0, path) for i, (e, path) in enumerate(ckpts.items()) if i % args.every == 0
                  or e == max(ckpts)]
         for epoch, seed, weights in todo:
-            for protocol in PROTOCOLS:
+            for protocol in args.protocols:
                 if (epoch, seed, protocol) in done:
                     continue
                 wd = os.path.join(args.out, "runs", f"epoch{epoch}_seed{seed}_{protocol}")
@@ -134,7 +138,7 @@ def main():
                 done.add((epoch, seed, protocol))
                 rows.sort(key=lambda r: (int(r["epoch"]), r["protocol"], int(r["seed"])))
                 write_rows(csv_path, rows)
-                plot(rows, os.path.join(args.out, "curve.png"), args.title)
+                plot(rows, os.path.join(args.out, "curve.png"), args.title, args.method, args.protocols)
                 print(f"epoch {epoch} seed {seed} {protocol}: {res}", flush=True)
         finished = args.final_epoch is None or any(int(r["epoch"]) >= args.final_epoch for r in rows)
         if not args.watch or finished:
