@@ -111,6 +111,7 @@ stars() {
     run "$PYTHON" main.py linear_evaluation --config config/demo/stars_linear.yaml
     run "$PYTHON" main.py knn --config config/demo/stars_knn.yaml
     run "$PYTHON" main.py finetune_evaluation --config config/demo/stars_semi.yaml --num_epoch 5
+    run "$PYTHON" main.py knn --config config/demo/stars_fewshot.yaml
 }
 
 stars_ntu60() {
@@ -119,6 +120,7 @@ stars_ntu60() {
     #   python main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_stars_xsub.yaml
     #   python main.py knn --config config/ntu60/knn/knn_stars_xsub.yaml
     #   python main.py finetune_evaluation --config config/ntu60/finetune_eval/finetune_eval_stars_xsub.yaml
+    #   python main.py knn --config config/ntu60/knn/fewshot_stars_xsub.yaml   (needs data/ntu120/NTU120_XSub.npz)
     if [[ ! -f data/ntu/NTU60_XSub.npz ]]; then
         echo "error: data/ntu/NTU60_XSub.npz not found; make it with tools/ntu_npz_gendata.py (README, data section)" >&2
         exit 1
