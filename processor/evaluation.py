@@ -325,8 +325,12 @@ class Evaluation(Processor):
             "processor": self.name, "protocol": self.cfg["protocol"], "stream": self.cfg["stream"],
             **acc, "best_top1": self.best_top1, "best_epoch": self.best_epoch, "epoch": epoch,
             "num_epoch": self.cfg["num_epoch"], "selection": SELECTION_NOTE, "weights": self.cfg["weights"],
-            "config": self.cfg["config"], "test_samples": len(self.test_set),
+            "config": self.cfg["config"], "test_samples": len(self.test_set), **self.subset_info(),
         })
+
+    def subset_info(self) -> dict:
+        return {"label_fraction": self.cfg["label_fraction"], "shots_per_class": self.cfg["shots_per_class"],
+                "train_samples": len(self.train_set)}
 
     def extra_state(self) -> dict:
         return {"best_top1": self.best_top1, "best_epoch": self.best_epoch}

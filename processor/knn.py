@@ -84,6 +84,7 @@ class KNN(Evaluation):
                 "best_top1": first, "best_epoch": 0, "epoch": 0, "knn_top1": {str(k): v for k, v in per_k.items()},
                 "knn_weighting": self.cfg["knn_weighting"], "knn_t": self.cfg["knn_t"], "weights": self.cfg["weights"],
                 "config": self.cfg["config"], "test_samples": len(self.test_set), "bank_samples": len(self.train_set),
+                **self.subset_info(),
             })
         return {f"knn_top1_k{k}": v for k, v in per_k.items()}
 

@@ -29,7 +29,7 @@ def test_weighted_sum_matches_numpy_and_stream_default_weights(three_streams, nw
     runs = [str(three_streams / s) for s in ("joint", "motion", "bone")]
     assert ensemble.main(runs + ["--out", str(three_streams / "ens"), "--scores", "last"]) == 0
     result = json.loads((three_streams / "ens" / "results.json").read_text())
-    assert result["weights"] == [0.6, 0.4, 0.6]  # joint, motion, bone as AimCLR's scripts
+    assert result["stream_weights"] == [0.6, 0.4, 0.6]  # joint, motion, bone as AimCLR's scripts
     names, labels = load(nw_ucla_small / "val_label.pkl")
     scores = [load(f"{r}/test_result_last.pkl") for r in runs]
     total = sum(w * np.stack([s[n] for n in names]) for w, s in zip([0.6, 0.4, 0.6], scores))

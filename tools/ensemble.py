@@ -14,7 +14,7 @@ Default weights follow the stream each run reports in its results.json: joint 0.
 motion 0.4 (AimCLR's ensemble scripts for NTU and PKU-MMD, which the 3s-CACA / ActCLR lineage reuse);
 `--weights` overrides them in argument order. `--search` also reports the best weights on a 0.1 grid
 (HYSP's procedure; tuned on the test split, so it is labelled as such and not the default).
-Writes `<out>/results.json` (every stream alone and the ensemble, top-1 / top-5).
+Writes `<out>/results.json` (every stream alone and the ensemble, top-1 / top-5, `stream_weights`).
 """
 from __future__ import annotations
 
@@ -159,7 +159,9 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.runs[0].rstrip("/"))), "ensemble")
-    result = {"protocol": "ensemble", "top1": combined["top1"], "top5": combined["top5"], "weights": weights,
+    result = {"protocol": "ensemble", "of_protocol": infos[0].get("protocol"), "config": infos[0].get("config"),
+              "weights": infos[0].get("weights"),  # the first run's checkpoint, as in every results.json
+              "top1": combined["top1"], "top5": combined["top5"], "stream_weights": weights,
               "scores": args.scores, "test_samples": len(labels),
               "runs": [{"path": f, "stream": s, **a} for f, s, a in zip(files, streams, alone)]}
     print(f"{'run':<60} {'stream':<7} {'weight':>6} {'top1':>8} {'top5':>8}")

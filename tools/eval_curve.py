@@ -39,11 +39,11 @@ FIELDS = ["epoch", "seed", "protocol", "linear_top1", "linear_best_top1", "knn_k
 
 
 def evaluate(linear_cfg: str, knn_cfg: str, weights, seed: int, protocol: str, work_dir: str) -> dict:
-    extra = {"weights": weights, "seed": seed, "progress": False, "tensorboard": False, "resume": "none"}
+    extra = {"weights": weights, "seed": seed, "config": linear_cfg, "progress": False, "tensorboard": False, "resume": "none"}
     lin = {**load_yaml(linear_cfg), **PROTOCOLS[protocol], **extra, "work_dir": os.path.join(work_dir, "linear")}
     Evaluation(lin, name="linear_evaluation").run()
     knn_extra = {"recalibrate_bn": True} if protocol == "recalibrated" else {}
-    knn = {**load_yaml(knn_cfg), **knn_extra, **extra, "knn_k": [1, 20], "work_dir": os.path.join(work_dir, "knn")}
+    knn = {**load_yaml(knn_cfg), **knn_extra, **extra, "config": knn_cfg, "knn_k": [1, 20], "work_dir": os.path.join(work_dir, "knn")}
     proc = KNN(knn, name="knn")
     proc.run()
     import json
