@@ -27,6 +27,9 @@ PROCESSORS = {
                           {"protocol": "linear"}),
     "finetune_evaluation": ("processor.evaluation.Evaluation", "fine-tune the whole pretrained encoder",
                             {"protocol": "finetune"}),
+    "supervised": ("processor.evaluation.Evaluation",
+                   "supervised training from scratch (random init, every parameter trains): the reference line",
+                   {"protocol": "finetune"}),
     "knn": ("processor.knn.KNN", "kNN classification of frozen features (k list, cosine)", {}),
 }
 
