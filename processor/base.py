@@ -478,10 +478,27 @@ class Processor:
             mem = f"peak GPU memory {torch.cuda.max_memory_allocated(self.device) / 2**20:.0f} MB"
         else:
             mem = f"peak RSS {peak_rss_mb():.0f} MB"
+        plot = self.plot_history()
         lines = [f"== {self.name} finished in {seconds / 60:.1f} min, {mem}",
                  *self.summary_lines(),
+                 *([f"   training curves: {plot}"] if plot else []),
                  f"   work_dir: {self.work_dir} ({', '.join(sorted(os.listdir(self.work_dir)))})"]
         self.log("\n".join(lines))
+
+
+    def plot_history(self) -> str | None:
+        """work_dir/curves.png from metrics.jsonl (loss, lr, accuracies); a run with fewer than two
+        epochs, or without matplotlib, has none. A plotting problem never fails the run."""
+        path = os.path.join(self.work_dir, "curves.png")
+        if len(self.history) < 2:
+            return None
+        try:
+            from torchlight.plots import plot_curves, read_metrics
+            plot_curves([read_metrics(self.work_dir)], path, [self.name])
+        except Exception as e:  # noqa: BLE001
+            self.log(f"note: no curves.png ({type(e).__name__}: {e})")
+            return None
+        return path
 
 
 def _json_line(record: dict) -> str:

@@ -74,6 +74,7 @@ def test_pretraining_writes_the_run(pretrained):
     assert int(state["model"]["queue_ptr"]) == (2 * 3 * 16) % 64  # 50 samples -> 3 full batches an epoch
     assert (pretrained / "epoch1_model.pt").exists() and (pretrained / "epoch2_model.pt").exists()
     assert (pretrained / "config.yaml").read_text().startswith("# command line:")
+    assert (pretrained / "curves.png").stat().st_size > 10000  # drawn at the end of the run
 
 
 def test_linear_evaluation_and_cached_features_agree(pretrained, nw_ucla_small, tmp_path):

@@ -17,7 +17,6 @@ Every function is importable: render_frames, render_strip, save_animation, plot_
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -26,13 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from feeder.layouts import get_layout  # noqa: E402
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from torchlight import plots  # noqa: E402
 
 
 # --- skeletons ------------------------------------------------------------------------------------
@@ -45,7 +38,7 @@ def _valid_frames(sample: np.ndarray) -> int:
 def render_frames(views: list, layout="ntu-rgb+d", titles=None, size: float = 2.6, frames=None) -> list:
     """RGB images (H, W, 3) uint8, one per frame, of the views (each (C, T, V, M)) side by side;
     a title may hold `{t}` for the frame index."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     layout = get_layout(layout)
     views = [np.asarray(v, dtype=np.float32) for v in views]
     t_max = max(_valid_frames(v) for v in views)
@@ -109,7 +102,7 @@ def save_animation(images: list, path: str, fps: int = 15):
         import shutil
         if not shutil.which("ffmpeg"):
             raise SystemExit(f"error: {path}: MP4 needs ffmpeg on PATH; write a .gif instead")
-        plt = _pyplot()
+        plt = plots.pyplot()
         from matplotlib.animation import FFMpegWriter
         fig = plt.figure(figsize=(images[0].shape[1] / 100, images[0].shape[0] / 100), dpi=100)
         ax = fig.add_axes([0, 0, 1, 1])
@@ -153,46 +146,16 @@ def augmented_views(sample: np.ndarray, config: str, seed: int = 0) -> tuple:
 
 # --- curves ---------------------------------------------------------------------------------------
 def read_metrics(work_dir: str) -> list:
-    path = os.path.join(work_dir, "metrics.jsonl")
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: {path} not found (is {work_dir} a run's work_dir?)")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-CURVE_PANELS = (("loss", lambda k: k == "loss" or k.startswith("loss_")),
-                ("learning rate", lambda k: k == "lr"),
-                ("accuracy (%)", lambda k: k.endswith("top1") or k.startswith("knn_top1") or k.endswith("top5")))
+    try:
+        return plots.read_metrics(work_dir)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def plot_curves(work_dirs: list, path: str, labels=None):
-    """One panel per quantity (loss terms, lr, accuracies / kNN monitor) over epochs, a line per run."""
-    plt = _pyplot()
-    runs = [read_metrics(w) for w in work_dirs]
+    """Training curves of several runs in one figure (torchlight.plots draws them)."""
     labels = labels or [os.path.basename(os.path.normpath(w)) for w in work_dirs]
-    panels = [(title, keep) for title, keep in CURVE_PANELS
-              if any(keep(k) for recs in runs for r in recs for k in r)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-    for ax, (title, keep) in zip(axes[0], panels):
-        for recs, label in zip(runs, labels):
-            keys = sorted({k for r in recs for k in r if keep(k)})
-            for k in keys:
-                pts = [(r["epoch"], r[k]) for r in recs if k in r]
-                ax.plot(*zip(*pts), "-o" if len(pts) < 30 else "-", ms=2, label=f"{label}: {k}")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-        if title == "learning rate":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    fig.tight_layout()
-    _save_fig(fig, path)
-    plt.close(fig)
-
-
-def _save_fig(fig, path: str):
-    from torchlight.io import atomic_write
-    atomic_write(path, lambda f: fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=110))
+    plots.plot_curves([read_metrics(w) for w in work_dirs], path, labels)
 
 
 # --- t-SNE ----------------------------------------------------------------------------------------
@@ -210,7 +173,7 @@ def embed(features: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarr
 
 
 def plot_embedding(xy: np.ndarray, labels: np.ndarray, path: str, title: str):
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(6, 5.5))
     classes = np.unique(labels)
     cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
@@ -223,7 +186,7 @@ def plot_embedding(xy: np.ndarray, labels: np.ndarray, path: str, title: str):
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    _save_fig(fig, path)
+    plots.save_fig(fig, path)
     plt.close(fig)
 
 
