@@ -1,0 +1,125 @@
+"""Upstream checkpoints -> a tensors-only SkelSSL weights file, optionally just the encoder.
+
+    python tools/convert_checkpoint.py mamp_ntu60_xsub.pth pretrained_weights/mamp_ntu60_xsub.pt
+    python tools/convert_checkpoint.py last_epoch.pt stars_ntu60_xsub_encoder.pt --encoder_only
+    python tools/convert_checkpoint.py hysp.ckpt hysp.pt --rename model.=  [--drop target_]
+
+Every loader here already reads the upstream layouts as they are (`weights:` points at them), so this
+tool is for what loading cannot do: files that need `weights_only=False` to open (MAMP's `args`
+Namespace, Lightning's hyper-parameters: unpickling runs code, so convert once, then share the safe
+file), renaming keys once instead of in every config, keeping only the encoder a evaluation needs,
+and a report of what the file holds. Recognised layouts:
+- `skelssl`: this project's checkpoints ({model, optimizer, ..., config}).
+- `mamp`: MAE-style {model, optimizer, epoch, scaler, args} (MAMP stage 1).
+- `lightning`: {state_dict, pytorch-lightning_version | global_step, ...} (HYSP).
+- `stars`: a flat state_dict whose encoder is under `encoder_student.` (STARS stage 2).
+- `lineage`: a flat state_dict of the torchlight lineage (SkeletonCLR, AimCLR, CrosSCLR, ActCLR,
+  3s-CACA, SkeleMixCLR, ASAR): `encoder_q.` / per-stream encoders.
+Output: {"model": state_dict, "converted_from": {...}}, written atomically; `module.` segments are
+dropped. `--encoder_only` keeps the evaluation encoder's keys (renamed as the evaluation configs do:
+`encoder_student.` -> ``, MAMP without decoder / mask token, lineage `encoder_q.*` without the
+projector), so it loads with no `rename_weights` / `ignore_weights`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from torchlight.io import CheckpointError, atomic_save, extract_state_dict, load_checkpoint  # noqa: E402
+
+# what an evaluation encoder keeps, per layout: (keep prefixes, rename {old: new}, drop prefixes)
+ENCODER = {
+    "mamp": ((), {}, ("decoder", "mask_token")),
+    "stars": (("encoder_student.",), {"encoder_student.": ""}, ()),
+    "lineage": (("encoder_q.",), {}, ("encoder_q.fc",)),
+    "skelssl": ((), {}, ()),
+    "lightning": ((), {}, ()),
+}
+
+
+def detect(obj) -> str:
+    if isinstance(obj, dict) and "state_dict" in obj and ("pytorch-lightning_version" in obj or "global_step" in obj):
+        return "lightning"
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        return "skelssl" if "config" in obj else "mamp"
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return "stars" if any(".encoder_student." in f".{k}" for k in obj) else "lineage"
+    raise CheckpointError("not a checkpoint layout this tool knows (expected a state_dict, {'model': ...} or a "
+                          "Lightning {'state_dict': ...})")
+
+
+def rename_keys(state: dict, rename: dict) -> dict:
+    out = {}
+    for key, value in state.items():
+        for old, new in rename.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        if key in out:
+            raise CheckpointError(f"renaming makes two tensors `{key}`: check --rename")
+        out[key] = value
+    return out
+
+
+def convert(path: str, encoder_only: bool = False, rename=None, drop=()) -> tuple:
+    """(state_dict, info) of an upstream checkpoint."""
+    obj = load_checkpoint(path)
+    kind = detect(obj)
+    state = extract_state_dict(obj, path)
+    state = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    if rename:
+        state = rename_keys(state, rename)
+    state = {k: v for k, v in state.items() if not any(k.startswith(d) for d in drop)}
+    if encoder_only:
+        keep, ren, drop_enc = ENCODER[kind]
+        if keep:
+            state = {k: v for k, v in state.items() if any(k.startswith(p) for p in keep)}
+        state = {k: v for k, v in rename_keys(state, ren).items() if not any(k.startswith(d) for d in drop_enc)}
+        if not state:
+            raise CheckpointError(f"{path}: no encoder tensors left (layout `{kind}`); check --rename / --drop")
+    info = {"source": os.path.abspath(path), "layout": kind, "encoder_only": encoder_only,
+            "tensors": len(state), "parameters": int(sum(v.numel() for v in state.values()))}
+    if isinstance(obj, dict):
+        for key in ("epoch", "global_step"):
+            if isinstance(obj.get(key), int):
+                info[key] = obj[key]
+    return state, info
+
+
+def parse_rename(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: --rename {item!r}: use OLD=NEW (NEW may be empty)")
+        old, new = item.split("=", 1)
+        out[old] = new
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--encoder_only", action="store_true", help="keep only the evaluation encoder's tensors")
+    p.add_argument("--rename", nargs="*", help="key prefix renames OLD=NEW, applied first")
+    p.add_argument("--drop", nargs="*", default=[], help="key prefixes to leave out")
+    args = p.parse_args(argv)
+    try:
+        state, info = convert(args.src, args.encoder_only, parse_rename(args.rename), tuple(args.drop))
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    atomic_save({"model": state, "converted_from": info}, args.dst)
+    torch.load(args.dst, map_location="cpu", weights_only=True)  # the point of converting: safe to load
+    print(f"{args.src}: layout `{info['layout']}`, {info['tensors']} tensors, {info['parameters']:,} parameters"
+          f"{' (encoder only)' if args.encoder_only else ''} -> {args.dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
