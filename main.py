@@ -53,6 +53,10 @@ def main(argv=None) -> int:
     except (ConfigError, CheckpointError, DataError, TrainingError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, unwritable file: the message names the file; checkpoints are atomic
+        print(f"error: {e}. The last complete checkpoint in work_dir is intact: fix the cause and rerun the same "
+              f"command to resume.", file=sys.stderr)
+        return 3
     return 0
 
 

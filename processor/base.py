@@ -20,8 +20,8 @@ from torch.utils.data.distributed import DistributedSampler
 from feeder.ntu_feeder import identity_collate
 from torchlight import dist
 from torchlight.config import ConfigError, dump, resolve_path, validate
-from torchlight.io import CheckpointError, atomic_save, atomic_write_text, load_checkpoint, \
-    load_weights
+from torchlight.io import (CheckpointError, atomic_save, atomic_write_text, load_checkpoint, load_weights,
+                           remove_stale_temp_files)
 from torchlight.log import Logger
 from torchlight.seed import WorkerInit, get_rng_state, seed_everything, set_rng_state
 from torchlight.util import instantiate
@@ -122,6 +122,8 @@ class Processor:
         self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
         self.is_main = self.rank == 0
         self.work_dir = resolve_path(cfg["work_dir"])
+        if self.is_main:
+            self._check_work_dir()
         self.logger = Logger(self.work_dir, enabled=self.is_main, tensorboard=cfg["tensorboard"],
                              wandb_cfg=cfg["wandb"], run_config=cfg)
         self.command = command
@@ -154,11 +156,27 @@ class Processor:
             atomic_write_text(os.path.join(self.work_dir, "config.yaml"),
                               f"# command line: {command}\n" + dump(cfg))
         self.log(f"{name}: config\n{dump(cfg)}")
+        if getattr(self, "_stale", None):
+            self.log(f"removed {len(self._stale)} unfinished temp file(s) of a killed run: {', '.join(self._stale)}")
         self.log(f"device {self.device}, world size {self.world_size}, amp {cfg['amp']}, "
                  f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M parameters "
                  f"({sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6:.3f} M trainable)")
 
     # --- set-up -------------------------------------------------------------------------------------
+    def _check_work_dir(self):
+        """work_dir must be a writable folder, checked before anything runs; a killed run's leftover
+        temp files (never a finished file) are removed."""
+        try:
+            os.makedirs(self.work_dir, exist_ok=True)
+            probe = os.path.join(self.work_dir, ".write_test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.unlink(probe)
+        except OSError as e:
+            raise ConfigError(f"config key `work_dir`: {self.work_dir} is not a writable folder ({e.strerror}); "
+                              f"choose another with --work_dir") from None
+        self._stale = remove_stale_temp_files(self.work_dir)
+
     def _check_choices(self):
         cfg = self.cfg
         choices = {"amp": ("off", "bf16", "fp16"), "optimizer": ("SGD", "Adam", "AdamW"),

@@ -65,3 +65,20 @@ def ntu_six_files(golden_dir):
     if not all(os.path.isfile(os.path.join(folder, n + ".skeleton")) for n in NTU_SIX):
         pytest.skip(f"the six genuine NTU files are not at {folder}")
     return folder
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run the slow fault-injection tests")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long fault-injection tests; run with `pytest --slow`")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow fault-injection test: run with `python -m pytest --slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,6 +1,7 @@
 """Atomic writes and checkpoint / weight loading that never falls back silently to random init."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -52,10 +53,26 @@ def atomic_write(path: str, write_fn, mode: str = "wb"):
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise OSError(e.errno, f"could not write {path}: {e.strerror}; the previous version (if any) is "
-                                   f"untouched") from e
+            hint = " (is the disk full?)" if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+            raise OSError(e.errno, f"could not write {path}: {e.strerror}{hint}; the previous version (if any) "
+                                   f"is untouched") from e
         raise
     _fsync_dir(path)
+
+
+def remove_stale_temp_files(directory: str) -> list:
+    """Delete the temp files of atomic writes that a killed process left behind in `directory`."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in os.listdir(directory):
+        if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3:
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_save(obj, path: str):
