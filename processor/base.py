@@ -239,8 +239,9 @@ class Processor:
         if graph is not None and data is not None and graph.num_node != data.layout.num_joints:
             raise ConfigError(f"model graph layout {graph.layout.name!r} has {graph.num_node} joints but the data "
                               f"({data.data_path}) has {data.layout.num_joints}; set model_args.graph_args.layout")
-        if self.cfg["sync_bn"] and self.world_size > 1:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if self.cfg["sync_bn"] and self.world_size > 1:  # torch's SyncBatchNorm is GPU-only
+            self.model = (torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model) if self.device.type == "cuda"
+                          else dist.convert_global_batchnorm(self.model))
 
     def allowed_missing(self) -> list:
         return []

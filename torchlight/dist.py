@@ -64,6 +64,56 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch over every rank, on any
+    device: torch's SyncBatchNorm needs a GPU, so CPU (gloo) runs with `sync_bn` use this one.
+    The sums go through a differentiable all_reduce, so with DDP's gradient averaging the gradients
+    are those of one big batch. Outside distributed training it is a plain BatchNorm."""
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_initialized() and world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float64, device=x.device)
+        dist.all_reduce(count)
+        n = float(count)
+        mean = all_reduce(x.sum(dims)) / n
+        centred = x - mean.view(shape)
+        var = all_reduce((centred * centred).sum(dims)) / n  # two passes: stable for large offsets
+        y = centred * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * n / max(n - 1, 1), alpha=m)
+        return y
+
+
+def convert_global_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every BatchNorm1d/2d/3d in `module` -> GlobalBatchNorm with the same parameters and buffers."""
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        if module.affine:  # the same Parameter objects: requires_grad (a frozen key encoder) is kept
+            new.weight, new.bias = module.weight, module.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            setattr(new, name, getattr(module, name))
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        setattr(module, name, convert_global_batchnorm(child))
+    return module
+
+
 def cleanup():
     if is_initialized():
         dist.destroy_process_group()

@@ -1,0 +1,118 @@
+"""Distributed = single process: a 2-process torchrun (gloo, CPU) equals one process with the same
+global batch, for a method with a queue and BatchNorm (SkeletonCLR, `sync_bn: true`)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import yaml
+
+from test_processors import pretrain_config
+from torchlight.io import load_checkpoint
+from torchlight.util import instantiate
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+
+GLOBAL_BN_SCRIPT = """
+import sys, numpy as np, torch
+sys.path.insert(0, {root!r})
+import torch.distributed as dist
+from torchlight.dist import GlobalBatchNorm
+dist.init_process_group("gloo")
+r = dist.get_rank()
+x = torch.from_numpy(np.load({data!r}))[r * 6:(r + 1) * 6].clone().requires_grad_(True)
+bn = GlobalBatchNorm(3, momentum=0.1)
+with torch.no_grad():
+    bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5])); bn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+y = bn(x)
+(y * torch.arange(y.numel()).reshape(y.shape).sin()).sum().backward()
+grads = [p.grad.clone() for p in (bn.weight, bn.bias)]
+for g in grads:
+    dist.all_reduce(g)  # what DDP does (it then divides by 2: undone here, the loss was a sum)
+np.savez({out!r}.format(r), y=y.detach().numpy(), gx=x.grad.numpy(), gw=grads[0].numpy(), gb=grads[1].numpy(),
+         rm=bn.running_mean.numpy(), rv=bn.running_var.numpy())
+dist.destroy_process_group()
+"""
+
+
+def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((12, 3, 5)) * 3 + 100).astype(np.float32)  # large offset: a stable variance
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "bn.py"
+    script.write_text(GLOBAL_BN_SCRIPT.format(root=REPO_ROOT, data=str(tmp_path / "x.npy"),
+                                              out=str(tmp_path / "rank{}.npz")))
+    out = subprocess.run(TORCHRUN + [f"--master_port={free_port()}", str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+
+    xt = torch.from_numpy(x).requires_grad_(True)
+    bn = torch.nn.BatchNorm1d(3, momentum=0.1)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        bn.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    y = bn(xt)
+    (torch.cat([(y[r * 6:(r + 1) * 6] * torch.arange(6 * 15).reshape(6, 3, 5).sin()) for r in range(2)]).sum()
+     ).backward()
+    np.testing.assert_allclose(np.concatenate([r["y"] for r in ranks]), y.detach().numpy(), atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([r["gx"] for r in ranks]), xt.grad.numpy(), atol=1e-4)
+    for r in ranks:
+        np.testing.assert_allclose(r["gw"], bn.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(r["gb"], bn.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(r["rm"], bn.running_mean.numpy(), rtol=1e-5)
+        np.testing.assert_allclose(r["rv"], bn.running_var.numpy(), rtol=1e-4)
+
+
+def read_metrics(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def test_two_process_pretraining_equals_one_process(nw_ucla_small, tmp_path):
+    """Same global batch (24, two steps), no augmentation or dropout (the only randomness left is the
+    data order, which the global sampler shares: one process's batch k is the union of the ranks'
+    batch k). The losses agree to float precision; the queue holds the same keys (written in rank
+    order by DDP, in batch order by one process); the trained encoders compute the same features to
+    1e-3 relative. They are compared as functions, not tensor by tensor, because the first layer sits
+    behind BatchNorm channels of near-zero variance that magnify summation-order differences (7e-7
+    after one step, 1e-4 after two, of weights up to 0.05) and a conv bias in front of a BatchNorm has
+    no true gradient at all."""
+    settings = dict(num_epoch=1, num_worker=0, batch_size=24, base_lr=0.01, sync_bn=True, save_interval=0,
+                    train_feeder_args={"shear_amplitude": -1, "temperal_padding_ratio": -1},
+                    model_args={"dropout": 0.0})
+    runs = {}
+    for name, launcher in (("single", [sys.executable]), ("ddp", TORCHRUN + [f"--master_port={free_port()}"])):
+        work = tmp_path / name
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(pretrain_config(nw_ucla_small, work, **settings)))
+        out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "pretrain_skeletonclr", "--config",
+                                         str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[name] = work
+    assert "world size 2" in (runs["ddp"] / "log.txt").read_text()
+    la, lb = (np.array([h["loss"] for h in read_metrics(runs[n] / "metrics.jsonl")]) for n in ("single", "ddp"))
+    np.testing.assert_allclose(lb, la, rtol=1e-5)
+    wa, wb = (load_checkpoint(str(runs[n] / "latest.pt"))["model"] for n in ("single", "ddp"))
+    assert wa.keys() == wb.keys()
+    qa, qb = (w["queue"][:, w["queue"][0].argsort()] for w in (wa, wb))  # same columns, other order
+    torch.testing.assert_close(qa, qb, rtol=1e-3, atol=1e-5)
+    # the two trained encoders compute the same function (compared as functions: a conv bias in front
+    # of a BatchNorm has no true gradient, so its value is float noise in both runs)
+    cfg = pretrain_config(nw_ucla_small, tmp_path, **settings)
+    x = torch.from_numpy(np.load(nw_ucla_small / "train_position.npy"))
+    feats = []
+    for w in (wa, wb):
+        model = instantiate(cfg["model"], cfg["model_args"], where="model_args")
+        model.load_state_dict(w)
+        with torch.no_grad():
+            feats.append(model.eval().forward_features(x))
+    scale = float(feats[0].abs().max())
+    assert float((feats[0] - feats[1]).abs().max()) <= 1e-3 * scale
