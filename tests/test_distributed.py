@@ -46,7 +46,8 @@ def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
     script = tmp_path / "bn.py"
     script.write_text(GLOBAL_BN_SCRIPT.format(root=REPO_ROOT, data=str(tmp_path / "x.npy"),
                                               out=str(tmp_path / "rank{}.npz")))
-    out = subprocess.run(TORCHRUN + [f"--master_port={free_port()}", str(script)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(TORCHRUN + [f"--master_port={free_port()}", str(script)], capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
 
