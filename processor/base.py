@@ -140,6 +140,7 @@ class Processor:
         self.generator.manual_seed(cfg["seed"] * 1000 + self.rank)
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["amp"]]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg["amp"] == "fp16")
+        self.amp_skipped_steps = 0
         resume_path = self._find_resume()
         self.build_data()
         self.build_model()
@@ -320,8 +321,13 @@ class Processor:
                 torch.nn.utils.clip_grad_norm_(params, self.cfg["clip_grad"])
             if self.cfg["clip_grad_per_tensor"]:
                 clip_per_tensor(params, self.cfg["clip_grad_per_tensor"])
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if scale is not None and self.scaler.get_scale() < scale:  # fp16 gradients overflowed: step skipped
+            self.amp_skipped_steps += 1
+            self.log(f"fp16 overflow at iteration {self.iteration}: step skipped, loss scale {scale:g} -> "
+                     f"{self.scaler.get_scale():g}")
 
     def check_finite(self, loss: torch.Tensor, epoch: int, step: int, index, dataset) -> bool:
         """False (skip the step) or raise when the loss is NaN / inf, naming the batch's samples."""

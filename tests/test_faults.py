@@ -147,3 +147,15 @@ def test_random_sigkills_then_resume_equal_an_uninterrupted_run(nw_ucla_small, r
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     assert [h["epoch"] for h in metrics(work)] == [1, 2, 3, 4]
     same_run(reference, work)
+
+
+def test_fp16_overflow_is_handled_by_the_scaler_and_logged(nw_ucla_small, tmp_path):
+    from processor.pretrain import Pretrain
+    proc = Pretrain(pretrain_config(nw_ucla_small, tmp_path, num_epoch=1, amp="fp16"), name="pretrain_skeletonclr")
+    proc.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 120)  # the first steps must overflow
+    before = {k: v.clone() for k, v in proc.model.encoder_q.state_dict().items() if v.is_floating_point()}
+    proc.run()
+    assert proc.amp_skipped_steps >= 1 and "fp16 overflow at iteration 1" in (tmp_path / "log.txt").read_text()
+    after = proc.model.encoder_q.state_dict()
+    assert all(torch.isfinite(after[k]).all() for k in before)  # skipped, not applied
+    assert proc.scaler.get_scale() < 2.0 ** 120
