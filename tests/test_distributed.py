@@ -21,7 +21,7 @@ GLOBAL_BN_SCRIPT = """
 import sys, numpy as np, torch
 sys.path.insert(0, {root!r})
 import torch.distributed as dist
-from torchlight.dist import GlobalBatchNorm
+from torchlight.dist import GlobalBatchNorm, all_gather_grad
 dist.init_process_group("gloo")
 r = dist.get_rank()
 x = torch.from_numpy(np.load({data!r}))[r * 6:(r + 1) * 6].clone().requires_grad_(True)
@@ -33,13 +33,17 @@ y = bn(x)
 grads = [p.grad.clone() for p in (bn.weight, bn.bias)]
 for g in grads:
     dist.all_reduce(g)  # what DDP does (it then divides by 2: undone here, the loss was a sum)
-np.savez({out!r}.format(r), y=y.detach().numpy(), gx=x.grad.numpy(), gw=grads[0].numpy(), gb=grads[1].numpy(),
+z = torch.arange(4.0).reshape(2, 2).add(10 * r).requires_grad_(True)
+gathered = all_gather_grad(z)  # (4, 2): rank 0's rows, then rank 1's
+(gathered * torch.arange(8.0).reshape(4, 2)).sum().backward()  # every rank's loss sees all rows
+np.savez({out!r}.format(r), gathered=gathered.detach().numpy(), gz=z.grad.numpy(),
+         y=y.detach().numpy(), gx=x.grad.numpy(), gw=grads[0].numpy(), gb=grads[1].numpy(),
          rm=bn.running_mean.numpy(), rv=bn.running_var.numpy())
 dist.destroy_process_group()
 """
 
 
-def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
+def test_global_batchnorm_and_gather_equal_one_big_batch(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((12, 3, 5)) * 3 + 100).astype(np.float32)  # large offset: a stable variance
     np.save(tmp_path / "x.npy", x)
@@ -48,7 +52,7 @@ def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
                                               out=str(tmp_path / "rank{}.npz")))
     out = subprocess.run(TORCHRUN + [f"--master_port={free_port()}", str(script)], capture_output=True, text=True,
                          timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == 0, out.stderr[:3000]
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
 
     xt = torch.from_numpy(x).requires_grad_(True)
@@ -60,6 +64,10 @@ def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
     (torch.cat([(y[r * 6:(r + 1) * 6] * torch.arange(6 * 15).reshape(6, 3, 5).sin()) for r in range(2)]).sum()
      ).backward()
     np.testing.assert_allclose(np.concatenate([r["y"] for r in ranks]), y.detach().numpy(), atol=1e-4)
+    for r, out in enumerate(ranks):  # all_gather_grad: rank order; each part's gradient summed over both losses
+        np.testing.assert_array_equal(out["gathered"], np.concatenate([np.arange(4.0).reshape(2, 2) + 10 * q
+                                                                       for q in range(2)]))
+        np.testing.assert_array_equal(out["gz"], 2 * np.arange(8.0).reshape(4, 2)[2 * r:2 * r + 2])
     np.testing.assert_allclose(np.concatenate([r["gx"] for r in ranks]), xt.grad.numpy(), atol=1e-4)
     for r in ranks:
         np.testing.assert_allclose(r["gw"], bn.weight.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -49,13 +49,54 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of every rank's copy is the sum of all ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class _AllGather(torch.autograd.Function):
+    """Concatenation over ranks (dim 0); each rank gets back the gradient of its own part, summed over
+    every rank's loss."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        ctx.n = tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[rank() * ctx.n:(rank() + 1) * ctx.n]
+
+
+def all_reduce_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Differentiable sum over ranks (identity without a process group). (torch's own
+    torch.distributed.nn.functional collectives are deprecated and can abort the process at exit.)"""
+    if not is_initialized() or world_size() == 1:
+        return tensor
+    return _AllReduceSum.apply(tensor)
+
+
 def all_gather_grad(tensor: torch.Tensor) -> torch.Tensor:
     """all_gather_cat that lets gradients flow back to every rank's part (summed over ranks), so a loss
     over the global batch, averaged by DDP, has the gradient of one big batch."""
     if not is_initialized() or world_size() == 1:
         return tensor
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    return _AllGather.apply(tensor)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -77,15 +118,14 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_initialized() and world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
         count = torch.tensor([x.numel() // x.shape[1]], dtype=torch.float64, device=x.device)
         dist.all_reduce(count)
         n = float(count)
-        mean = all_reduce(x.sum(dims)) / n
+        mean = all_reduce_grad(x.sum(dims)) / n
         centred = x - mean.view(shape)
-        var = all_reduce((centred * centred).sum(dims)) / n  # two passes: stable for large offsets
+        var = all_reduce_grad((centred * centred).sum(dims)) / n  # two passes: stable for large offsets
         y = centred * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
