@@ -72,6 +72,20 @@ class Pretrain(Processor):
         fresh = getattr(self.model, "fresh_prefixes", None)
         return fresh() if fresh else []
 
+    def train_step(self, x, label, index, epoch: int, step: int) -> dict | None:
+        """One optimisation step on a batch from the loader; the method's outputs, or None when a
+        non-finite loss was skipped (`skip_nonfinite`)."""
+        x = x.to(self.device, non_blocking=True)
+        label = label.to(self.device, non_blocking=True)
+        batch = self.make_batch(x, label, index, epoch)
+        with self.autocast():
+            out = self.model(batch)
+        self.iteration += 1
+        if not self.check_finite(out["loss"], epoch, step, index, self.train_set):
+            return None
+        self.backward_step(out["loss"])
+        return out
+
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
         self.set_loader_epoch(self.train_loader, epoch)
@@ -82,16 +96,10 @@ class Pretrain(Processor):
         lr = self.set_lr(epoch)
         for step, (x, label, index) in enumerate(bar):
             lr = self.set_lr(epoch + step / steps)
-            x = x.to(self.device, non_blocking=True)
-            label = label.to(self.device, non_blocking=True)
-            batch = self.make_batch(x, label, index, epoch)
-            with self.autocast():
-                out = self.model(batch)
-            loss = out["loss"]
-            self.iteration += 1
-            if not self.check_finite(loss, epoch, step, index, self.train_set):
+            out = self.train_step(x, label, index, epoch, step)
+            if out is None:
                 continue
-            self.backward_step(loss)
+            loss = out["loss"]
             for k, v in out.items():
                 sums[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
             count += 1
