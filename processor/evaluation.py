@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from feeder.streams import to_stream
+from torchlight import dist
 from torchlight.config import ConfigError
+from torchlight.dist import all_reduce_sum
 from torchlight.io import atomic_pickle, atomic_save, atomic_write_json
 
 from .base import Processor, TrainingError
@@ -171,7 +173,10 @@ class Evaluation(Processor):
             # (batch statistics while training, running ones at test), so the probe does not
             # depend on the scale of the features (a random-init ST-GCN's are ~1e-7).
             parent, _, attr = self.head_prefixes[0].rpartition(".")
-            norm_head = torch.nn.Sequential(torch.nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6), head)
+            norm = torch.nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6)
+            if self.world_size > 1:  # the statistics of the global batch, as one process would have
+                norm = dist.convert_global_batchnorm(norm)
+            norm_head = torch.nn.Sequential(norm, head)
             setattr(self.model.get_submodule(parent) if parent else self.model, attr, norm_head)
         for name, ds in (("training", self.train_set), ("test", self.test_set)):
             if n_out is not None and ds.num_classes > n_out:
@@ -277,6 +282,9 @@ class Evaluation(Processor):
             correct += int((out.argmax(1) == y).sum())
             total += len(y)
             bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}")
+        if self.world_size > 1:  # every rank's shard, not rank 0's alone
+            sums = all_reduce_sum(torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=self.device))
+            loss_sum, correct, total = sums[0].item(), int(sums[1]), int(sums[2])
         return {"loss": loss_sum / max(total, 1), "train_top1": round(100.0 * correct / max(total, 1), 4), "lr": lr}
 
     @torch.no_grad()

@@ -125,3 +125,31 @@ def test_two_process_pretraining_equals_one_process(nw_ucla_small, tmp_path):
             feats.append(model.eval().forward_features(x))
     scale = float(feats[0].abs().max())
     assert float((feats[0] - feats[1]).abs().max()) <= 1e-3 * scale
+
+
+def test_two_process_linear_evaluation_equals_one_process(nw_ucla_small, tmp_path):
+    """The linear probe on 2 processes (features cached per rank, each rank's shard of every global
+    batch) trains the same classifier as one process: losses and test accuracy per epoch agree."""
+    from test_processors import eval_config
+
+    pre = tmp_path / "pre"
+    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pretrain_config(nw_ucla_small, pre, num_epoch=1, num_worker=0)))
+    subprocess.run([sys.executable, os.path.join(REPO_ROOT, "main.py"), "pretrain_skeletonclr", "--config",
+                    str(tmp_path / "pre.yaml")], check=True, capture_output=True, timeout=600)
+    runs = {}
+    for name, launcher in (("single", [sys.executable]), ("ddp", TORCHRUN + [f"--master_port={free_port()}"])):
+        work = tmp_path / name
+        cfg = eval_config("skeletonclr_linear.yaml", nw_ucla_small, work, pre / "latest.pt", num_epoch=8,
+                          eval_interval=1, batch_size=16, num_worker=0, head_norm=True, base_lr=0.5)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "linear_evaluation", "--config",
+                                         str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[name] = read_metrics(work / "metrics.jsonl")
+    for a, b in zip(runs["single"], runs["ddp"]):
+        assert abs(a["loss"] - b["loss"]) <= 1e-5 * max(1.0, abs(a["loss"])), (a, b)
+        assert a["test_top1"] == b["test_top1"]
+    assert runs["single"][-1]["loss"] < runs["single"][0]["loss"] - 0.1, runs["single"]  # the probe learns
+    ha, hb = (load_checkpoint(str(tmp_path / n / "latest.pt"))["model"] for n in ("single", "ddp"))
+    for k in ("encoder_q.fc.1.weight", "encoder_q.fc.1.bias"):
+        torch.testing.assert_close(ha[k], hb[k], rtol=1e-3, atol=1e-4)
