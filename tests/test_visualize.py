@@ -1,5 +1,6 @@
 """tools/visualize.py on real data: skeleton renders, augmented views, curves of a real run, t-SNE."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 from processor.pretrain import Pretrain
 from test_processors import eval_config, pretrain_config
 from tools import visualize
+from torchlight.config import load_yaml
 
 
 def not_blank(img: np.ndarray) -> bool:
@@ -38,12 +40,16 @@ def test_frames_move_with_the_body(sample):
 
 
 def test_augmented_views_come_from_the_configs_feeder(sample, tmp_path, nw_ucla_frame50):
-    views, titles = visualize.augmented_views(sample, "config/demo/skeletonclr_pretrain.yaml", seed=0)
+    cfg = load_yaml(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "config", "demo", "skeletonclr_pretrain.yaml"))
+    cfg["train_feeder_args"].update(data_path=str(nw_ucla_frame50 / "train_position.npy"),
+                                    label_path=str(nw_ucla_frame50 / "train_label.pkl"))
+    views, titles = visualize.augmented_views(sample, cfg, seed=0)
     assert titles == ["original", "view 1", "view 2"] and len(views) == 3
     np.testing.assert_array_equal(views[0], sample)
     assert all(v.shape == sample.shape for v in views)
     assert not np.allclose(views[1], sample) and not np.allclose(views[1], views[2])  # shear + crop differ
-    again, _ = visualize.augmented_views(sample, "config/demo/skeletonclr_pretrain.yaml", seed=0)
+    again, _ = visualize.augmented_views(sample, cfg, seed=0)
     np.testing.assert_array_equal(again[1], views[1])  # seeded
     strip = visualize.render_strip(views, "nw-ucla", n_frames=4, titles=titles)
     assert not_blank(strip) and strip.shape[0] > 2.5 * visualize.render_strip(views[:1], "nw-ucla", 4).shape[0]

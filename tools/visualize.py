@@ -126,18 +126,19 @@ def save_png(image: np.ndarray, path: str):
     atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
 
 
-def augmented_views(sample: np.ndarray, config: str, seed: int = 0) -> tuple:
-    """([original, view 1, ...], titles): the views the config's training feeder makes of this sample
-    (the feeder is built from the config, so its data must exist; only its augmentations are used)."""
+def augmented_views(sample: np.ndarray, config, seed: int = 0) -> tuple:
+    """([original, view 1, ...], titles): the views the training feeder of `config` (a path or a loaded
+    dict) makes of this sample (the feeder is built from the config, so its data must exist; only its
+    augmentations are used)."""
     import torch
 
     from torchlight.config import load_yaml, resolve_path
     from torchlight.util import instantiate
 
-    cfg = load_yaml(config)
+    cfg = load_yaml(config) if isinstance(config, str) else config
     args = {k: resolve_path(v) if k in ("data_path", "label_path") else v
             for k, v in (cfg.get("train_feeder_args") or {}).items()}
-    ds = instantiate(cfg["train_feeder"], {**args, "check_data": False}, where=f"{config}: train_feeder_args")
+    ds = instantiate(cfg["train_feeder"], {**args, "check_data": False}, where="train_feeder_args")
     gen = torch.Generator().manual_seed(seed)
     x = ds._centre_crop(torch.from_numpy(np.array(sample, dtype=np.float32))[None])
     views = ds.make_views(x, gen)
