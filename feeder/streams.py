@@ -26,7 +26,8 @@ def bone(x: torch.Tensor, layout="ntu-rgb+d") -> torch.Tensor:
 
 
 def to_stream(x: torch.Tensor, stream: str, layout="ntu-rgb+d") -> torch.Tensor:
-    if stream == "joint":
+    """x as the given stream; 'all' leaves the joints to a multi-stream model that derives its streams."""
+    if stream in ("joint", "all"):
         return x
     if stream == "motion":
         return motion(x)

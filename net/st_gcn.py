@@ -98,7 +98,8 @@ class Model(nn.Module):
     in_channels: coordinates per joint; hidden_channels h (16 in the SSL lineage); hidden_dim d
     (256), the feature size; num_class: classes or projector output size; dropout inside blocks 1-9;
     graph_args: {layout, strategy[, max_hop, dilation]}; edge_importance_weighting: learnable
-    per-block masks on A.
+    per-block masks on A. num_class None: no classifier (`fc` is the identity, no state_dict keys), the
+    encoder alone as 3s-CACA's backbones are built.
     """
 
     def __init__(self, in_channels=3, hidden_channels=16, hidden_dim=256, num_class=60, dropout=0.5,
@@ -117,7 +118,7 @@ class Model(nn.Module):
                 (4 * h, 4 * h, 1, True, dropout), (4 * h, hidden_dim, 1, True, dropout)]
         self.st_gcn_networks = nn.ModuleList(
             STGCNBlock(cin, cout, kernel, stride, p, residual) for cin, cout, stride, residual, p in plan)
-        self.fc = nn.Linear(hidden_dim, num_class)
+        self.fc = nn.Identity() if num_class is None else nn.Linear(hidden_dim, num_class)
         if edge_importance_weighting:  # registered after fc: the lineage's state_dict order
             self.edge_importance = nn.ParameterList(nn.Parameter(torch.ones(A.shape)) for _ in plan)
         else:

@@ -93,6 +93,19 @@ class FeatureSet(torch.utils.data.Dataset):
         return self.features[idx], self.label[idx], torch.as_tensor(indices)
 
 
+class CombinedHead(torch.nn.Module):
+    """The classifier(s) of a model as one module over its pooled features: one stream's head, or
+    several streams' heads combined by the model's forward_head (a multi-stream model)."""
+
+    def __init__(self, model, prefixes):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(model.get_submodule(p) for p in prefixes)
+        self.combine = model.forward_head
+
+    def forward(self, features):
+        return self.combine(features)
+
+
 class Evaluation(Processor):
     description = "supervised evaluation (linear probe or fine-tuning) of an encoder"
     DEFAULTS = {
@@ -113,11 +126,6 @@ class Evaluation(Processor):
     }
 
     # --- set-up -------------------------------------------------------------------------------------
-    def _check_choices(self):
-        super()._check_choices()
-        if self.cfg["stream"] == "all":
-            raise ConfigError("config key `stream`: evaluations take one stream (joint, motion or bone); "
-                              "combine streams with saved test scores instead")
 
     def build_data(self):
         if self.cfg["protocol"] not in ("linear", "finetune"):
@@ -165,6 +173,13 @@ class Evaluation(Processor):
 
     def build_model(self):
         super().build_model()
+        multi = getattr(self.model, "derives_streams", False)
+        if multi != (self.cfg["stream"] == "all"):
+            raise ConfigError(
+                f"config key `stream`: {self.cfg['model']} derives joint, motion and bone itself: set `stream: all`"
+                if multi else
+                f"config key `stream`: `all` needs a multi-stream model (derives_streams), not {self.cfg['model']}; "
+                "evaluate one stream (joint, motion or bone), or combine streams with tools/ensemble.py")
         self.head_prefixes = self.model.head_prefixes()
         head = self.model.get_submodule(self.head_prefixes[0])
         n_out = head.out_features if isinstance(head, torch.nn.Linear) else None
@@ -172,12 +187,14 @@ class Evaluation(Processor):
             # MAMP / STARS linear probe: standardise the features with a parameter-free BatchNorm
             # (batch statistics while training, running ones at test), so the probe does not
             # depend on the scale of the features (a random-init ST-GCN's are ~1e-7).
-            parent, _, attr = self.head_prefixes[0].rpartition(".")
-            norm = torch.nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6)
-            if self.world_size > 1:  # the statistics of the global batch, as one process would have
-                norm = dist.convert_global_batchnorm(norm)
-            norm_head = torch.nn.Sequential(norm, head)
-            setattr(self.model.get_submodule(parent) if parent else self.model, attr, norm_head)
+            for prefix in self.head_prefixes:
+                head = self.model.get_submodule(prefix)
+                parent, _, attr = prefix.rpartition(".")
+                norm = torch.nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6)
+                if self.world_size > 1:  # the statistics of the global batch, as one process would have
+                    norm = dist.convert_global_batchnorm(norm)
+                setattr(self.model.get_submodule(parent) if parent else self.model, attr,
+                        torch.nn.Sequential(norm, head))
         for name, ds in (("training", self.train_set), ("test", self.test_set)):
             if n_out is not None and ds.num_classes > n_out:
                 raise ConfigError(f"{name} labels go up to {ds.num_classes - 1} ({ds.label_path}) but the model "
@@ -206,7 +223,7 @@ class Evaluation(Processor):
             return
         self.cache_features()
         self.module = self.model  # only the classifier runs in training; DDP wraps just that
-        head = self.module.get_submodule(self.head_prefixes[0])
+        head = CombinedHead(self.module, self.head_prefixes)
         self.train_head = head if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
             head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
@@ -257,7 +274,8 @@ class Evaluation(Processor):
     def train_epoch(self, epoch: int) -> dict:
         if self.cfg["protocol"] == "linear":
             self.model.eval()  # frozen BN statistics and no dropout: the lineage protocol
-            self.module.get_submodule(self.head_prefixes[0]).train()  # only matters for head_norm
+            for prefix in self.head_prefixes:  # only matters for head_norm
+                self.module.get_submodule(prefix).train()
         else:
             self.model.train()
         self.set_loader_epoch(self.train_loader, epoch)

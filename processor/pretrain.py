@@ -84,6 +84,9 @@ class Pretrain(Processor):
         if not self.check_finite(out["loss"], epoch, step, index, self.train_set):
             return None
         self.backward_step(out["loss"])
+        after_step = getattr(self.module, "after_optimizer_step", None)
+        if after_step is not None:  # e.g. BYOL-style target networks, updated from the new online weights
+            after_step(epoch)
         return out
 
     def train_epoch(self, epoch: int) -> dict:
