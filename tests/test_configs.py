@@ -44,7 +44,8 @@ STARS_CONFIGS = [p for p in CONFIGS if p.split(os.sep)[1] in ("ntu60", "ntu120")
 COMMAND = re.compile(r"python main\.py (\S+) --config (\S+)")
 
 # name -> (path pattern, processor); the first match wins
-RULES = [("clrtuning", "pretrain_clrtuning"), ("pretext_mamp", "pretrain_mamp"), ("mamp_pretrain", "pretrain_mamp"),
+RULES = [("skelemixclr_pretrain", "pretrain_skeletonclr_multi_swapv2"),
+         ("clrtuning", "pretrain_clrtuning"), ("pretext_mamp", "pretrain_mamp"), ("mamp_pretrain", "pretrain_mamp"),
          ("pretext", "pretrain_skeletonclr"), ("pretrain", "pretrain_skeletonclr"), ("linear", "linear_evaluation"),
          ("knn", "knn"), ("finetune", "finetune_evaluation"), ("semi", "finetune_evaluation")]
 
