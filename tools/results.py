@@ -114,7 +114,7 @@ def describe(path: str) -> dict:
 
 def paper_number(row: dict, paper: dict):
     proto = row["protocol"].split(" k=")[0]
-    stream = "3s" if row["stream"] == "bone+joint+motion" else row["stream"]
+    stream = "3s" if row["stream"] in ("bone+joint+motion", "all") else row["stream"]  # all: one 3-stream model
     hit = paper.get((row["method"], row["dataset"], row["benchmark"], stream, proto))
     return hit[0] if hit else ""
 
