@@ -84,7 +84,8 @@ def vote_mask(sims: list, topk: int, threshold: int) -> torch.Tensor:
 
 def cscl_loss(sim: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """-mean_i sum_j Y_ij log softmax_j(sim_i): soft cross-entropy toward the shared pseudo-label."""
-    return -(positives * F.log_softmax(sim.float(), dim=1)).sum(dim=1).mean()
+    sim = sim.to(torch.promote_types(sim.dtype, torch.float32))  # at least fp32 under autocast
+    return -(positives * F.log_softmax(sim, dim=1)).sum(dim=1).mean()
 
 
 class _Head(nn.Module):
