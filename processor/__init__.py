@@ -21,6 +21,8 @@ PROCESSORS = {
                                  "3s-CACA cross-stream adversarial pretraining over joint, motion and bone", {}),
     "pretrain_skeletonclr_multi_swapv2": ("processor.pretrain.Pretrain",
                                           "SkeleMixCLR(+) pretraining (spatio-temporal skeleton mixing)", {}),
+    "pretrain_skeletonclr_multi_swap": ("processor.pretrain.Pretrain",
+                                        "SkeleMixCLR, single query view (net.skelemixclr.SkeleMixCLRv1)", {}),
     "pretrain_asar": ("processor.pretrain.Pretrain", "ASAR pretraining (active sampling, adaptive relabeling)", {}),
     "pretrain_hysp": ("processor.pretrain.Pretrain", "HYSP hyperbolic self-paced pretraining (HYSP's main_pretrain)",
                       {}),

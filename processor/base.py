@@ -235,7 +235,8 @@ class Processor:
 
     def build_model(self):
         self.model = instantiate(self.cfg["model"], self.model_kwargs(), where="model_args")
-        graph = getattr(getattr(self.model, "encoder_q", None), "graph", None)
+        encoder = next((m for m in self.model.modules() if hasattr(m, "graph")), None)  # any ST-GCN of the method
+        graph = getattr(encoder, "graph", None)
         data = getattr(self, "train_set", None)
         if graph is not None and data is not None and graph.num_node != data.layout.num_joints:
             raise ConfigError(f"model graph layout {graph.layout.name!r} has {graph.num_node} joints but the data "

@@ -36,6 +36,12 @@ CLASS_MAP = {
     "feeder.feeder_ntu.Feeder": "feeder.npz_feeder.Feeder",
     "feeder.feeder_ntu_semi.Feeder": "feeder.npz_feeder.Feeder",
     "net.crossclr_3views.CrosSCLR": "net.crossclr.CrosSCLR3Views",
+    "net.caca_three_modal.CACA_3views": "net.caca.CACA3Views",
+    "net.caca_single_modal.CACA": "net.caca.CACA",
+    "net.skeletonclr_multi_swapv2.SkeletonCLR": "net.skelemixclr.SkeleMixCLR",
+    "net.skeletonclr_multi_swap.SkeletonCLR": "net.skelemixclr.SkeleMixCLRv1",
+    "net.st_gcn_swap.Model": "net.st_gcn.Model",
+    "feeder.ntu_feeder.Feeder_multi": "feeder.multi_feeder.Feeder_multi",
 }
 # per model: upstream model_args renamed here, and ones this class implies (dropped without a report)
 ARG_RENAMES = {"net.stars.STARS": {"predictor_hidden_dim": "hidden_dim"}}
@@ -46,10 +52,14 @@ LINEAGE_BASE = {"net.stars.STARS": "_stars_clrtuning.yaml"}
 PRETRAIN_PROCESSOR = {"net.stars.STARS": "pretrain_clrtuning", "net.mamp.MAMP": "pretrain_mamp",
                       "net.skeletonclr.SkeletonCLR": "pretrain_skeletonclr", "net.aimclr.AimCLR": "pretrain_aimclr",
                       "net.crossclr.CrosSCLR": "pretrain_crossclr", "net.crossclr.CrosSCLR3Views":
-                      "pretrain_crossclr_3views", "net.asar.ASAR": "pretrain_asar", "net.hysp.HYSP": "pretrain_hysp"}
+                      "pretrain_crossclr_3views", "net.asar.ASAR": "pretrain_asar", "net.hysp.HYSP": "pretrain_hysp",
+                      "net.caca.CACA": "pretrain_skeleton", "net.caca.CACA3Views": "pretrain_skeleton_3views",
+                      "net.skelemixclr.SkeleMixCLR": "pretrain_skeletonclr_multi_swapv2",
+                      "net.skelemixclr.SkeleMixCLRv1": "pretrain_skeletonclr_multi_swap"}
 # keys with no effect here: (upstream key, why)
 DROPPED = {"KNN_show": "upstream printed the kNN monitor at these epochs; here it is logged every knn_interval",
-           "knn_classes": "the class count comes from the data", "loss": "unused by the upstream processor",
+           "knn_classes": "the class count comes from the data",
+           "knn_monitor": "the monitor runs when knn_interval > 0", "loss": "unused by the upstream processor",
            "phase": None, "print_log": None, "save_log": None, "pavi_log": None, "debug": None}
 # MAMP feeder flags that must be off (they select code paths MAMP's published configs never use)
 MAMP_OFF_FLAGS = ("debug", "random_choose", "random_shift", "random_move", "normalization", "vel", "bone")
