@@ -7,6 +7,7 @@ configs and checkpoints load unchanged. Input (N, C, T, V, M); `forward_features
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .graph import Graph
@@ -40,6 +41,21 @@ class GraphConv(nn.Module):
         bias = torch.einsum("kc,kw->wc", self.conv.bias.view(k, out_c), A.sum(1))
         out = out.view(n, t, w, out_c) + bias
         return out.permute(0, 3, 1, 2)
+
+
+class StridedConv1x1(nn.Conv2d):
+    """The residual's 1x1 convolution with temporal stride, run as subsampling then a unit-stride conv.
+
+    Same numbers and keys as nn.Conv2d(in, out, 1, (s, 1)). Why: oneDNN 3.12 (torch 2.13 CPU), given a
+    strided 1x1 backward-weights on channels-last input whose channel count is not a multiple of the
+    ISA's block (8 on AVX2, 16 on AVX-512), writes past its workspace: heap corruption with 1 thread,
+    hangs or silently wrong weight gradients with more (uxlfoundation/oneDNN issue 6035). A unit-stride
+    1x1 conv never takes that path. The lineage widths (16 channels into block 4) are not hit on AVX2.
+    """
+
+    def forward(self, x):
+        s_t, s_v = self.stride
+        return F.conv2d(x[:, :, ::s_t, ::s_v], self.weight, self.bias)
 
 
 class FastDropout(nn.Dropout):
@@ -83,7 +99,7 @@ class STGCNBlock(nn.Module):
         elif in_channels == out_channels and stride == 1:
             self.residual = nn.Identity()
         else:
-            self.residual = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, (stride, 1)),
+            self.residual = nn.Sequential(StridedConv1x1(in_channels, out_channels, 1, (stride, 1)),
                                           nn.BatchNorm2d(out_channels))
         self.relu = nn.ReLU(inplace=True)
 
