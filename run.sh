@@ -16,6 +16,14 @@
 #                epochs), contrastive tuning (2 epochs), linear probe, kNN, 10 % semi-supervised.
 #   stars_ntu60  NTU60 x-sub, the STARS seed commands: MAMP (400 epochs), the merged stage 2, linear
 #                (expected 87.1 %), kNN k=1 (79.9 %), fine-tuning (93.0 %). Needs data/ntu/NTU60_XSub.npz.
+#   aimclr, crossclr, caca, skelemixclr
+#                NW-UCLA (bundled): that method's demo, 2 pretraining epochs then its linear probe and
+#                kNN (the configs' full 120-epoch schedule: EPOCHS=120 bash run.sh aimclr).
+#   caca_ntu60   NTU60 x-sub, the 3s-CACA seed commands: three-stream pretraining, the summed 3-stream
+#                linear probe (expected 78.57 %), then the joint-stream pair. Needs data/ntu60_frame50/xsub/.
+#   skelemixclr_ntu60
+#                NTU60 x-view, the SkeleMixCLR+ seed commands: pretraining (64 frames), linear probe
+#                (expected 85.5 %). Needs data/ntu60_frame64/xview/ (tools/lineage_frames.py --frames 64).
 # Other streams / benchmarks: the configs under config/ntu60 and config/ntu120 (each YAML's first
 # lines give its command). Every run resumes from its work_dir's latest.pt when run again.
 set -euo pipefail
@@ -23,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON="${PYTHON:-python}"
 NPROC="${NPROC:-1}"
-SECTIONS="demo nwucla_full ntu60 ntu120 stars stars_ntu60"
+SECTIONS="demo nwucla_full ntu60 ntu120 stars stars_ntu60 aimclr crossclr caca skelemixclr caca_ntu60 skelemixclr_ntu60"
 
 run() {
     echo "+ $*"
@@ -132,6 +140,34 @@ stars_ntu60() {
     run "$PYTHON" main.py finetune_evaluation --config config/ntu60/finetune_eval/finetune_eval_stars_xsub.yaml
 }
 
+method_demo() {  # method_demo <method> <processor> <frames> <eval processor>: NW-UCLA pretraining, linear, kNN
+    local method=$1 processor=$2 frames=$3 evaluation=$4
+    if [[ ! -f "data/nw_ucla/frame$frames/manifest.json" ]]; then
+        run "$PYTHON" tools/nw_ucla_gendata.py frames --src data/nw_ucla/nw_ucla_skeletons.npz \
+            --out_folder "data/nw_ucla/frame$frames" --frames "$frames"
+    fi
+    run "$PYTHON" main.py "$processor" --config "config/demo/${method}_pretrain.yaml" --num_epoch "${EPOCHS:-2}"
+    run "$PYTHON" main.py "$evaluation" --config "config/demo/${method}_linear.yaml"
+    run "$PYTHON" main.py knn --config "config/demo/${method}_knn.yaml"
+}
+
+caca_ntu60() {
+    # = the 3s-CACA seed README's commands, with this repository's config paths
+    require_data data/ntu60_frame50/xsub
+    pretrain config/ntu60/pretext/pretext_caca_3views_xsub.yaml pretrain_skeleton_3views
+    run "$PYTHON" main.py linear_evaluation_3views --config config/ntu60/linear_eval/linear_eval_caca_3views_xsub.yaml
+    pretrain config/ntu60/pretext/pretext_caca_xsub_joint.yaml pretrain_skeleton
+    run "$PYTHON" main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_caca_xsub_joint.yaml
+}
+
+skelemixclr_ntu60() {
+    # = python main.py pretrain_skeletonclr_multi_swapv2 --config config/ntu60/pretext/pretext_skelemixclr_xview_joint.yaml
+    #   python main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_skelemixclr_xview_joint.yaml
+    require_data data/ntu60_frame64/xview
+    pretrain config/ntu60/pretext/pretext_skelemixclr_xview_joint.yaml pretrain_skeletonclr_multi_swapv2
+    run "$PYTHON" main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_skelemixclr_xview_joint.yaml
+}
+
 section="${1:-demo}"
 case "$section" in
     demo) demo ;;
@@ -140,6 +176,12 @@ case "$section" in
     ntu120) ntu120 ;;
     stars) stars ;;
     stars_ntu60) stars_ntu60 ;;
+    aimclr) method_demo aimclr pretrain_aimclr 50 linear_evaluation ;;
+    crossclr) method_demo crossclr pretrain_crossclr_3views 50 linear_evaluation ;;
+    caca) method_demo caca pretrain_skeleton_3views 50 linear_evaluation_3views ;;
+    skelemixclr) method_demo skelemixclr pretrain_skeletonclr_multi_swapv2 64 linear_evaluation ;;
+    caca_ntu60) caca_ntu60 ;;
+    skelemixclr_ntu60) skelemixclr_ntu60 ;;
     *)
         echo "unknown section '$section'; sections: $SECTIONS" >&2
         echo "usage: bash run.sh [section]   (default: demo)" >&2

@@ -245,6 +245,14 @@ def test_run_sh_syntax_sections_and_paths():
         assert name in PROCESSORS, name
     for cfg in re.findall(r"--config (config/\S+\.yaml)", text):
         assert os.path.isfile(os.path.join(ROOT, cfg)), cfg
+    demos = re.findall(r"method_demo (\w+) (\w+) (\d+) (\w+) ;;", text)
+    assert {m for m, *_ in demos} == {"aimclr", "crossclr", "caca", "skelemixclr"}
+    for method, pretrain, frames, evaluation in demos:  # the method demos build their config paths
+        assert pretrain in PROCESSORS and evaluation in PROCESSORS, (pretrain, evaluation)
+        for part in ("pretrain", "linear", "knn"):
+            path = os.path.join(ROOT, "config", "demo", f"{method}_{part}.yaml")
+            assert os.path.isfile(path), path
+            assert f"frame{frames}/" in open(path).read() or part != "pretrain", (path, frames)
     for ds in ("ntu60", "ntu120"):  # the NTU sections build their paths from these names
         for fam in ("pretext/pretext", "linear_eval/linear_eval", "knn/knn"):
             assert os.path.isfile(os.path.join(ROOT, "config", ds, f"{fam}_skeletonclr_xsub_joint.yaml"))
