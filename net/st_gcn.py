@@ -50,10 +50,13 @@ class StridedConv1x1(nn.Conv2d):
     strided 1x1 backward-weights on channels-last input whose channel count is not a multiple of the
     ISA's block (8 on AVX2, 16 on AVX-512), writes past its workspace: heap corruption with 1 thread,
     hangs or silently wrong weight gradients with more (uxlfoundation/oneDNN issue 6035). A unit-stride
-    1x1 conv never takes that path. The lineage widths (16 channels into block 4) are not hit on AVX2.
+    1x1 conv never takes that path; it is slower, so inputs of 16 or more channels (the lineage widths,
+    at or above the block on every x86 ISA) keep the strided conv.
     """
 
     def forward(self, x):
+        if self.in_channels >= 16:
+            return super().forward(x)
         s_t, s_v = self.stride
         return F.conv2d(x[:, :, ::s_t, ::s_v], self.weight, self.bias)
 
