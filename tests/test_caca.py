@@ -432,3 +432,19 @@ def test_three_stream_linear_probe_and_knn(pretrained, nw_ucla_small, tmp_path):
     with open(tmp_path / "knn" / "results.json") as f:
         res = json.load(f)
     assert 0.0 <= res["top1"] <= 100.0
+
+
+def test_three_stream_probe_cached_features_equal_the_full_forward(pretrained, nw_ucla_small, tmp_path):
+    """The multi-stream probe on cached concatenated features (heads combined by forward_head) trains
+    exactly as the probe that runs the frozen encoders on every batch."""
+    weights = str(pretrained / "latest.pt")
+    runs = {}
+    for cache in ("true", "false"):
+        cfg = demo("caca_linear.yaml", nw_ucla_small, tmp_path / cache, weights=weights, num_epoch=2, batch_size=16,
+                   eval_interval=1, cache_features=cache)
+        Evaluation(cfg, name="linear_evaluation_3views").run()
+        runs[cache] = read_metrics(tmp_path / cache / "metrics.jsonl")
+    assert len(runs["true"]) == len(runs["false"]) == 2
+    for a, b in zip(runs["true"], runs["false"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["test_top1"] == pytest.approx(b["test_top1"], abs=1e-6)
