@@ -82,3 +82,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def demo_config(name, data, work_dir, **overrides):
+    """config/demo/<name> with its feeders pointed at `data` ({train,val}_position.npy / _label.pkl), the
+    run in `work_dir`, no progress bars or tensorboard; overrides of dict keys (model_args, ...) merge."""
+    from torchlight.config import load_yaml
+
+    cfg = load_yaml(os.path.join(REPO_ROOT, "config", "demo", name))
+    for key in ("train_feeder_args", "test_feeder_args"):
+        if key in cfg:
+            part = "train" if key.startswith("train") else "val"
+            cfg[key] = {**cfg[key], "data_path": str(data / f"{part}_position.npy"),
+                        "label_path": str(data / f"{part}_label.pkl")}
+    cfg.update(work_dir=str(work_dir), progress=False, tensorboard=False)
+    for k, v in overrides.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    return cfg

@@ -195,7 +195,7 @@ def test_feeder_triple_puts_the_extreme_view_first(nw_ucla_small):
 
 # ----------------------------------------------------------------------------- end to end
 def tiny_config(data, work, **overrides):
-    from test_processors import demo_config
+    from conftest import demo_config
 
     model_args = {"hidden_channels": 8, "hidden_dim": 32, "feature_dim": 16, "queue_size": 64, "mining_epoch": 1}
     settings = {"num_epoch": 2, "batch_size": 25, "save_interval": 1, **overrides}
@@ -220,7 +220,7 @@ def test_pretraining_mines_from_the_second_epoch_and_resumes_exactly(nw_ucla_sma
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
     # the demo linear probe loads it (ignore_weights drops the pretraining-only keys)
-    from test_processors import demo_config
+    from conftest import demo_config
     cfg = demo_config("aimclr_linear.yaml", nw_ucla_small, tmp_path / "linear", weights=str(tmp_path / "full" /
                       "latest.pt"), model_args={"hidden_channels": 8, "hidden_dim": 32}, num_epoch=1,
                       batch_size=25, eval_interval=1)

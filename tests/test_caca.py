@@ -16,7 +16,7 @@ from torchlight.config import load_yaml
 from torchlight.io import load_checkpoint, load_weights
 from torchlight.log import read_metrics
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, demo_config
 
 NTU = {"layout": "ntu-rgb+d", "strategy": "spatial"}
 TINY = {"hidden_channels": 8, "feature_dim": 16, "projection_hidden_size": 32, "projection_size": 8,
@@ -303,7 +303,6 @@ def test_three_stream_evaluation_concatenates_features_and_sums_heads():
 
 
 # --- configs ---------------------------------------------------------------------------------------
-CONFIG = os.path.join(REPO_ROOT, "config")
 PUBLISHED = {("ntu60", "xsub"): ("78.57", 100, 60), ("ntu60", "xview"): ("84.50", 100, 60),
              ("ntu120", "xsub"): ("68.54", 80, 40), ("ntu120", "xset"): ("71.10", 80, 40),
              ("pku_part1", "xsub"): ("88.05", 150, 100), ("pku_part2", "xsub"): ("53.48", 250, 200)}
@@ -360,16 +359,7 @@ def test_single_stream_configs(bench, stream):
 
 # --- end to end --------------------------------------------------------------------------------------
 def demo(name, data, work_dir, **overrides):
-    cfg = load_yaml(os.path.join(CONFIG, "demo", name))
-    for key in ("train_feeder_args", "test_feeder_args"):
-        if key in cfg:
-            part = "train" if key.startswith("train") else "val"
-            cfg[key] = {**cfg[key], "data_path": str(data / f"{part}_position.npy"),
-                        "label_path": str(data / f"{part}_label.pkl")}
-    cfg.update(work_dir=str(work_dir), progress=False, tensorboard=False)
-    cfg["model_args"] = {**cfg["model_args"], **TINY, **overrides.pop("model_args", {})}
-    cfg.update(overrides)
-    return cfg
+    return demo_config(name, data, work_dir, model_args={**TINY, **overrides.pop("model_args", {})}, **overrides)
 
 
 def pretrain_cfg(data, work_dir, **overrides):

@@ -16,7 +16,7 @@ from torchlight.config import load_yaml
 from torchlight.io import atomic_save, load_checkpoint, load_weights
 from torchlight.log import read_metrics
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, demo_config
 
 SMALL = dict(hidden_channels=8, hidden_dim=8, feature_dim=6, queue_size=10, dropout=0.0,
              graph_args={"layout": "nw-ucla", "strategy": "spatial"})
@@ -293,17 +293,6 @@ def test_pretraining_checkpoint_loads_for_3view_and_single_stream_evaluation(tmp
 
 # --- end to end ---------------------------------------------------------------------------------------
 TINY = {"hidden_channels": 8, "hidden_dim": 32, "feature_dim": 16, "queue_size": 64}
-
-
-def demo_config(name, data, work_dir, **overrides):
-    cfg = load_yaml(os.path.join(REPO_ROOT, "config", "demo", name))
-    for key in ("train_feeder_args", "test_feeder_args"):
-        if key in cfg:
-            part = "train" if key.startswith("train") else "val"
-            cfg[key]["data_path"] = str(data / f"{part}_position.npy")
-            cfg[key]["label_path"] = str(data / f"{part}_label.pkl")
-    cfg.update(work_dir=str(work_dir), progress=False, tensorboard=False, **overrides)
-    return cfg
 
 
 def pretrain(data, work, num_epoch):

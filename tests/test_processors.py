@@ -15,32 +15,14 @@ from processor.base import TrainingError
 from processor.evaluation import Evaluation
 from processor.knn import KNN, knn_predict
 from processor.pretrain import Pretrain
-from torchlight.config import ConfigError, load_yaml
+from torchlight.config import ConfigError
 from torchlight.io import CheckpointError, load_checkpoint
 from torchlight.log import read_metrics
 from feeder.ntu_feeder import DataError
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, demo_config
 
 TINY_MODEL = {"hidden_channels": 8, "hidden_dim": 32, "feature_dim": 16, "queue_size": 64}
-
-
-def demo_config(name, data, work_dir, **overrides):
-    cfg = load_yaml(os.path.join(REPO_ROOT, "config", "demo", name))
-    for key in ("train_feeder_args", "test_feeder_args"):
-        if key in cfg:
-            part = "train" if key.startswith("train") else "val"
-            cfg[key]["data_path"] = str(data / f"{part}_position.npy")
-            cfg[key]["label_path"] = str(data / f"{part}_label.pkl")
-    cfg["work_dir"] = str(work_dir)
-    cfg["progress"] = False
-    cfg["tensorboard"] = False
-    for k, v in overrides.items():
-        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
-            cfg[k] = {**cfg[k], **v}
-        else:
-            cfg[k] = v
-    return cfg
 
 
 def pretrain_config(data, work_dir, **overrides):

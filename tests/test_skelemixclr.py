@@ -245,7 +245,7 @@ def test_pretrain_two_epochs_and_resume_exactly(nw_ucla_small, tmp_path):
     """The demo config on the small NW-UCLA subset (50 -> 64 frames by Feeder_multi): finite losses,
     and a run stopped after epoch 1 and resumed ends bit for bit where the uninterrupted one does."""
     from processor.pretrain import Pretrain
-    from test_processors import demo_config
+    from conftest import demo_config
     from torchlight.io import load_checkpoint
     from torchlight.log import read_metrics
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from net.st_gcn import Model, StridedConv1x1
 

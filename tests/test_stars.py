@@ -104,7 +104,7 @@ def test_monitor_features_are_z_or_p(third_stage):
 
 def tiny_stage_configs(data, work, weights=None):
     """Stage 1 and stage 2 configs of a tiny transformer on the small NW-UCLA subset (20 joints)."""
-    from test_processors import demo_config
+    from conftest import demo_config
 
     encoder = {"dim_feat": 32, "depth": 2, "num_heads": 4, "num_frames": 16, "num_joints": 20, "t_patch_size": 4}
     common = {"num_epoch": 2, "batch_size": 10, "save_interval": 1, "optimizer": "AdamW", "betas": [0.9, 0.95],
