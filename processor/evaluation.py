@@ -126,7 +126,6 @@ class Evaluation(Processor):
     }
 
     # --- set-up -------------------------------------------------------------------------------------
-
     def build_data(self):
         if self.cfg["protocol"] not in ("linear", "finetune"):
             raise ConfigError(f"config key `protocol`: {self.cfg['protocol']!r} is not one of ['linear', 'finetune']")
