@@ -22,7 +22,9 @@ def nw_ucla_frame50(tmp_path_factory):
     return out
 
 
-GOLDEN = os.environ.get("SKELSSL_GOLDEN", os.path.join(REPO_ROOT, "..", "shared", "golden"))
+# ../shared beside the repo (as CI has it): the upstream golden outputs and the genuine raw samples
+SHARED = os.environ.get("SKELSSL_SHARED", os.path.join(REPO_ROOT, "..", "shared"))
+GOLDEN = os.environ.get("SKELSSL_GOLDEN", os.path.join(SHARED, "golden"))
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from feeder.layouts import get_layout, layout_to_dict
 from feeder.preprocess import to_fixed_length
@@ -17,7 +18,7 @@ from tools.gendata_custom import InputError, convert, main
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NW_UCLA_ARCHIVE = os.path.join(REPO_ROOT, "data", "nw_ucla", "nw_ucla_skeletons.npz")
-NW_UCLA_JSON = "/work/shared/data/nw_ucla/all_sqe"
+NW_UCLA_JSON = os.path.join(SHARED, "data", "nw_ucla", "all_sqe")
 UCLA = get_layout("nw-ucla")
 V = UCLA.num_joints
 

@@ -3,12 +3,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import GOLDEN
 
 from feeder.layouts import BUILTIN, NTU_RGBD, NW_UCLA, Layout, get_layout, layout_from_dict
 from net.graph import Graph, hop_distance, normalize_digraph
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOLDEN = os.environ.get("SKELSSL_GOLDEN", os.path.join(REPO_ROOT, "..", "shared", "golden"))
 
 
 def golden(name):

@@ -3,11 +3,12 @@ import os
 
 import numpy as np
 import pytest
+from conftest import GOLDEN as GOLDEN_ROOT
 
 from feeder.layouts import get_layout
 from feeder.preprocess import ROTATION_EPS, motion_fixed_length, resize_time, to_fixed_length
 
-GOLDEN = "/work/shared/golden/ntu_pipeline"
+GOLDEN = os.path.join(GOLDEN_ROOT, "ntu_pipeline")
 NTU = get_layout("ntu-rgb+d")
 # a five-joint toy: 0 hip, 1 left shoulder, 2 right shoulder, 3 head, 4 neck (the centre); the
 # lineage counts frames by joint 0, so that one must not sit at the origin

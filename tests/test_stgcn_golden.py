@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN
 
 from feeder.streams import bone, motion
 from net.skeletonclr import SkeletonCLR
@@ -35,8 +36,7 @@ def test_checkpoint_loads_strictly_with_the_conv_head_converted(actclr):
 
 
 def _golden_keys():
-    path = os.path.join(os.environ.get("SKELSSL_GOLDEN", os.path.join(os.path.dirname(__file__), "..", "..",
-                                                                        "shared", "golden")), "actclr_stgcn_keys.txt")
+    path = os.path.join(GOLDEN, "actclr_stgcn_keys.txt")
     with open(path) as f:
         return [line for line in f.read().splitlines() if line and not line.startswith("#")]
 
