@@ -86,6 +86,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def assert_data_paths(cfg, folder: str, path: str = "config"):
+    """The config's train / test feeders read ./data/<folder>/{train,val}_{position.npy,label.pkl}."""
+    for key in ("train_feeder_args", "test_feeder_args"):
+        split = "train" if key.startswith("train") else "val"
+        if cfg.get(key):
+            assert cfg[key]["data_path"] == f"./data/{folder}/{split}_position.npy", f"{path}: {key}.data_path"
+            assert cfg[key]["label_path"] == f"./data/{folder}/{split}_label.pkl", f"{path}: {key}.label_path"
+
+
 def demo_config(name, data, work_dir, **overrides):
     """config/demo/<name> with its feeders pointed at `data` ({train,val}_position.npy / _label.pkl), the
     run in `work_dir`, no progress bars or tensorboard; overrides of dict keys (model_args, ...) merge."""

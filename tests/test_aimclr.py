@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import assert_data_paths
 import torch
 import yaml
 
@@ -256,11 +257,7 @@ def test_dataset_configs_hold_the_published_values(path):
     assert cfg["model"] == "net.aimclr.AimCLR" and cfg["model_args"]["num_class"] == classes
     assert cfg["stream"] == stream
     assert cfg["work_dir"] == f"./work_dir/{dataset}_{bench}/aimclr_{stream}/{family}"
-    for key in ("train_feeder_args", "test_feeder_args"):
-        split = "train" if key.startswith("train") else "val"
-        if cfg[key]:
-            assert cfg[key]["data_path"] == f"./data/{folder}/{bench}/{split}_position.npy"
-            assert cfg[key]["label_path"] == f"./data/{folder}/{bench}/{split}_label.pkl"
+    assert_data_paths(cfg, f"{folder}/{bench}", path)
     numbers = published()
     if (dataset, bench, stream) in numbers:  # the header quotes the README's number, and the 3-stream one
         text = header(path)

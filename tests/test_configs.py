@@ -25,6 +25,7 @@ import subprocess
 import types
 
 import pytest
+from conftest import assert_data_paths
 import yaml
 
 import main
@@ -135,11 +136,7 @@ def test_dataset_config_consistency(path):
     assert cfg["model_args"]["num_class"] == {"ntu60": 60, "ntu120": 120}[dataset]
     assert cfg["stream"] == stream
     assert cfg["work_dir"] == f"./work_dir/{dataset}_{bench}/skeletonclr_{stream}/{family}"
-    for key in ("train_feeder_args", "test_feeder_args"):
-        split = "train" if key.startswith("train") else "val"
-        if cfg[key]:
-            assert cfg[key]["data_path"] == f"./data/{dataset}_frame50/{bench}/{split}_position.npy"
-            assert cfg[key]["label_path"] == f"./data/{dataset}_frame50/{bench}/{split}_label.pkl"
+    assert_data_paths(cfg, f"{dataset}_frame50/{bench}", path)
 
     if family == "pretext":
         args = cfg["model_args"]
