@@ -2,6 +2,7 @@
 import pickle
 
 import numpy as np
+import pytest
 import torch
 
 from processor import get_processor
@@ -47,3 +48,61 @@ def test_transfer_to_a_dataset_with_other_classes(nw_ucla_small, tmp_path):
                                pre["encoder_q.st_gcn_networks.0.gcn.conv.weight"])
     assert state["encoder_q.fc.weight"].shape[0] == 5
     proc.run()
+
+
+# Each ST-GCN method's pretraining state (its own keys: query / key encoders, queues, targets,
+# projectors), evaluated under every protocol through its demo evaluation configs.
+STGCN_METHODS = ["skeletonclr", "aimclr", "crossclr", "caca", "skelemixclr"]
+PROTOCOLS = {
+    "linear": {"protocol": "linear"},
+    "finetune": {"protocol": "finetune"},
+    "semi": {"protocol": "finetune", "label_fraction": 0.2, "subset_seed": 1},
+}
+
+
+@pytest.fixture(scope="module", params=STGCN_METHODS)
+def method_checkpoint(request, nw_ucla_small, tmp_path_factory):
+    """(method, path) of a pretraining-state checkpoint of the method's demo model (random weights)."""
+    from conftest import demo_config
+    from torchlight.io import atomic_save
+    from torchlight.util import import_class
+
+    method = request.param
+    torch.manual_seed(0)
+    cfg = demo_config(f"{method}_pretrain.yaml", nw_ucla_small, tmp_path_factory.mktemp(method))
+    model = import_class(cfg["model"])(**cfg["model_args"])
+    path = tmp_path_factory.mktemp(method + "_ckpt") / "pretrained.pt"
+    atomic_save({"model": model.state_dict()}, str(path))
+    return method, path
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_every_stgcn_method_under_every_protocol(method_checkpoint, protocol, nw_ucla_small, tmp_path):
+    """The pretrained encoders arrive unchanged (every encoder key loaded), the protocol trains what it
+    should (linear: only the heads; finetune / semi: the encoders too), results.json and the test scores
+    for tools/ensemble.py are written; semi keeps its class-balanced subset."""
+    import json
+
+    from conftest import demo_config
+
+    method, ckpt = method_checkpoint
+    cfg = demo_config(f"{method}_linear.yaml", nw_ucla_small, tmp_path, weights=str(ckpt), num_epoch=1,
+                      batch_size=10, eval_interval=1, **PROTOCOLS[protocol])
+    proc = Evaluation(cfg, name="semi_evaluation" if protocol == "semi" else f"{protocol}_evaluation")
+    pre = load_checkpoint(str(ckpt))["model"]
+    state = {k: v.clone() for k, v in proc.module.state_dict().items()}
+    params = dict(proc.module.named_parameters())  # BN statistics may be recalibrated (the demo probes)
+    encoder = [k for k in params if k in pre and "fc" not in k and "projector" not in k]
+    assert len(encoder) > 20
+    for k in encoder:
+        torch.testing.assert_close(state[k], pre[k], rtol=0, atol=0, msg=f"{method}: {k} not loaded")
+    proc.run()
+    after = proc.module.state_dict()
+    weights = [k for k in encoder if k.endswith("conv.weight")]
+    moved = [k for k in weights if not torch.equal(after[k], state[k])]
+    assert (not moved) if protocol == "linear" else (len(moved) == len(weights)), (method, protocol, moved[:3])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["protocol"] == PROTOCOLS[protocol]["protocol"] and 0 <= results["top1"] <= 100
+    assert (tmp_path / "test_result.pkl").is_file()
+    if protocol == "semi":
+        assert results["label_fraction"] == 0.2 and len(proc.train_set) == 10  # 1 of 5 per class, 10 classes
