@@ -198,3 +198,21 @@ class Feeder_triple(Feeder_single):  # noqa: N801
                                           self.layout.flip_permutation, generator=generator,
                                           blur_normalize=self.blur_normalize)
         return [extreme, self.normal_view(x, generator), self.normal_view(x, generator)]
+
+
+class Feeder_double(Feeder_triple):  # noqa: N801
+    """HYSP's views: [strong, weak] = [normal + extreme augmentations, normal]. Strong is HYSP feeder
+    `_strong_aug`: temporal crop and shear, then spatial flip, rotation, Gaussian noise, Gaussian blur,
+    axis mask and time flip in that order (`aug_method` "123456"; AimCLR's default "12345" has no
+    time flip). Weak is `_aug`: temporal crop and shear."""
+
+    num_views = 2
+
+    def __init__(self, *args, aug_method="123456", **kwargs):
+        super().__init__(*args, aug_method=aug_method, **kwargs)
+
+    def make_views(self, x, generator=None):
+        strong = augment.extreme_augment(self.normal_view(x, generator), self.aug_method,
+                                         self.layout.flip_permutation, generator=generator,
+                                         blur_normalize=self.blur_normalize)
+        return [strong, self.normal_view(x, generator)]

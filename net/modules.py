@@ -47,12 +47,14 @@ def init_queue(module: nn.Module, dim: int, size: int, suffix: str = ""):
 
 
 @torch.no_grad()
-def enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor):
+def enqueue(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor, gathered: bool = False):
     """Write the keys of every rank (gathered in rank order) at the pointer, wrapping around.
 
     One write of the whole global batch, so multi-GPU runs fill the queue like one big batch.
+    gathered: `keys` already are the global batch, identical on every rank (ASAR's selection).
     """
-    keys = all_gather_cat(keys.detach()).to(queue.dtype)
+    keys = keys.detach() if gathered else all_gather_cat(keys.detach())
+    keys = keys.to(queue.dtype)
     size = queue.shape[1]
     idx = (int(ptr) + torch.arange(keys.shape[0], device=queue.device)) % size
     queue[:, idx] = keys.T

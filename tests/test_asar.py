@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import assert_data_paths
 import torch
 
 from net.asar import (ASAR, cluster_rank_order, gradient_embeddings, key_confidence, kmeans, relabel_targets,
@@ -221,6 +222,31 @@ def test_step_loss_and_queue_on_both_sides_of_the_switch(epoch, active):
     assert model.encoder_q.st_gcn_networks[0].gcn.conv.weight.grad.abs().sum() > 0
 
 
+def test_legacy_queue_candidates_are_the_rows_of_the_untransposed_slice():
+    """Upstream concatenated the keys (N, D) with the queue slice (D, N) as it is: with
+    legacy_queue_candidates the second block holds feature d of the N oldest entries in row N + d."""
+    rng = np.random.default_rng(5)
+    n = SMALL["feature_dim"]  # upstream's shapes only fit for N = D
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    q, k = torch.from_numpy(unit(rng.standard_normal((n, n)))), torch.from_numpy(unit(rng.standard_normal((n, n))))
+    picks = {}
+    for legacy in (False, True):
+        torch.manual_seed(0)
+        model = ASAR(**SMALL, legacy_queue_candidates=legacy)
+        model.queue_ptr[0] = 3
+        block = model.queue[:, 3:3 + n].clone()
+        keys, chosen = model.select_for_queue(q, k, torch.Generator().manual_seed(1))
+        cand = torch.cat([k, block if legacy else block.T])
+        labels = np_kmeans(np_gradient_embeddings(q.double().numpy(), cand.double().numpy()),
+                           torch.randperm(2 * n, generator=torch.Generator().manual_seed(1))[:n].numpy())
+        assert chosen.tolist() == upstream_counter_rule(labels.tolist(), n)[:n]
+        torch.testing.assert_close(keys, cand[chosen], rtol=0, atol=0)
+        picks[legacy] = keys
+    assert not torch.equal(picks[False], picks[True])
+    with pytest.raises(ValueError, match="feature_dim"):
+        ASAR(**SMALL, legacy_queue_candidates=True).select_for_queue(q[:4], k[:4], None)
+
+
 def test_upstream_keys_and_released_checkpoint_loads_for_linear_evaluation(tmp_path):
     """A checkpoint as upstream's io.save_model writes it (a plain state_dict, NTU sizes) loads with the
     upstream ignore_weights; the encoder weights arrive unchanged."""
@@ -247,6 +273,64 @@ def test_upstream_keys_and_released_checkpoint_loads_for_linear_evaluation(tmp_p
 def test_temperature_is_not_used_and_says_so():
     with pytest.warns(UserWarning, match="Temperature 0.2 is not used"):
         ASAR(**SMALL, Temperature=0.2)
+
+
+DDP_SCRIPT = """
+import sys, numpy as np, torch
+sys.path.insert(0, {root!r})
+import torch.distributed as dist
+from net.asar import ASAR
+from net.modules import enqueue
+dist.init_process_group("gloo")
+r = dist.get_rank()
+torch.manual_seed(0)
+model = ASAR(**{small!r})
+model.queue_ptr[0] = 10
+data = np.load({data!r})
+q, k = (torch.from_numpy(data[name][r * 3:(r + 1) * 3]) for name in ("q", "k"))
+gen = torch.Generator().manual_seed(100 + r)  # per-rank streams, as the processor seeds them
+keys, chosen = model.select_for_queue(q, k, gen)
+enqueue(model.queue, model.queue_ptr, keys, gathered=True)
+np.savez({out!r}.format(r), queue=model.queue.numpy(), ptr=model.queue_ptr.numpy(), chosen=chosen.numpy())
+dist.destroy_process_group()
+"""
+
+
+def test_two_process_selection_equals_one_process_with_the_global_batch(tmp_path):
+    """torchrun x2 (gloo): each rank holds 3 of the 6 queries / keys; both queues end identical and equal
+    to one process selecting from all 6 with rank 0's generator."""
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from test_distributed import TORCHRUN, free_port
+
+    rng = np.random.default_rng(4)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    q, k = unit(rng.standard_normal((6, 6))), unit(rng.standard_normal((6, 6)))
+    np.savez(tmp_path / "qk.npz", q=q, k=k)
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(root=REPO_ROOT, small=SMALL, data=str(tmp_path / "qk.npz"),
+                                        out=str(tmp_path / "rank{}.npz")))
+    run = subprocess.run(TORCHRUN + [f"--master_port={free_port()}", str(script)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    torch.manual_seed(0)
+    model = ASAR(**SMALL)
+    model.queue_ptr[0] = 10
+    keys, chosen = model.select_for_queue(torch.from_numpy(q), torch.from_numpy(k), torch.Generator().manual_seed(100))
+    from net.modules import enqueue
+    enqueue(model.queue, model.queue_ptr, keys, gathered=True)
+    torch.manual_seed(0)
+    other = ASAR(**SMALL)
+    other.queue_ptr[0] = 10
+    _, chosen1 = other.select_for_queue(torch.from_numpy(q), torch.from_numpy(k), torch.Generator().manual_seed(101))
+    assert not torch.equal(chosen1, chosen)  # rank 1's own k-means init would choose otherwise: rank 0's wins
+    for r in ranks:
+        np.testing.assert_array_equal(r["chosen"], chosen.numpy())
+        np.testing.assert_array_equal(r["queue"], model.queue.numpy())
+        assert int(r["ptr"][0]) == int(model.queue_ptr) == 4
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -319,18 +403,15 @@ def test_dataset_configs_hold_the_published_values(path):
     assert cfg["model"] == "net.asar.ASAR" and cfg["model_args"]["num_class"] == classes
     assert cfg["stream"] == "joint" and "publishes no numbers" in header(path)
     assert cfg["work_dir"] == f"./work_dir/{dataset}_{bench}/asar_joint/{family}"
-    for key in ("train_feeder_args", "test_feeder_args"):
-        split = "train" if key.startswith("train") else "val"
-        if cfg[key]:
-            assert cfg[key]["data_path"] == f"./data/{folder}/{bench}/{split}_position.npy"
-            assert cfg[key]["label_path"] == f"./data/{folder}/{bench}/{split}_label.pkl"
+    assert_data_paths(cfg, f"{folder}/{bench}", path)
     if family == "pretext":
         assert name == "pretrain_asar"
         args = cfg["model_args"]
         assert (args["pretrain"], args["feature_dim"], args["queue_size"], args["momentum"], args["Temperature"],
                 args["mlp"], args["hidden_channels"], args["hidden_dim"], args["dropout"], args["nn_num"], args["T1"],
-                args["T2"], args["active_sampling_epoch"], args["kmeans_iters"], args["kmeans_tol"]) == \
-               (True, 128, 32768, 0.999, 0.07, True, 16, 256, 0.5, 5, 0.07, 0.07, 150, 100, 1e-4)
+                args["T2"], args["active_sampling_epoch"], args["kmeans_iters"], args["kmeans_tol"],
+                args["legacy_queue_candidates"]) == \
+               (True, 128, 32768, 0.999, 0.07, True, 16, 256, 0.5, 5, 0.07, 0.07, 150, 100, 1e-4, False)
         feeder = cfg["train_feeder_args"]
         assert cfg["train_feeder"] == "feeder.ntu_feeder.Feeder_dual"
         assert (feeder["shear_amplitude"], feeder["temperal_padding_ratio"]) == (0.5, 6)
@@ -355,5 +436,5 @@ def test_demo_switches_at_half_the_schedule():
     from test_configs import resolved
 
     _, cfg = resolved("config/demo/asar_pretrain.yaml")
-    assert cfg["model_args"]["active_sampling_epoch"] * 2 == cfg["num_epoch"] == 120
+    assert cfg["model_args"]["active_sampling_epoch"] * 2 == cfg["num_epoch"] == 30
     assert (cfg["model_args"]["queue_size"], cfg["model_args"]["momentum"]) == (256, 0.99)

@@ -243,7 +243,7 @@ def test_run_sh_syntax_sections_and_paths():
     for cfg in re.findall(r"--config (config/\S+\.yaml)", text):
         assert os.path.isfile(os.path.join(ROOT, cfg)), cfg
     demos = re.findall(r"method_demo (\w+) (\w+) (\d+) (\w+) ;;", text)
-    assert {m for m, *_ in demos} == {"aimclr", "crossclr", "caca", "skelemixclr"}
+    assert {m for m, *_ in demos} == {"aimclr", "crossclr", "caca", "skelemixclr", "asar", "hysp"}
     for method, pretrain, frames, evaluation in demos:  # the method demos build their config paths
         assert pretrain in PROCESSORS and evaluation in PROCESSORS, (pretrain, evaluation)
         for part in ("pretrain", "linear", "knn"):

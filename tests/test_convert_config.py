@@ -281,3 +281,107 @@ def test_skelemixclr_plus_config_converts(tmp_path):
     assert cfg["model"] == "net.skelemixclr.SkeleMixCLR" and cfg["model_args"]["base_encoder"] == "net.st_gcn.Model"
     assert cfg["train_feeder"] == "feeder.multi_feeder.Feeder_multi"
     assert cfg["model_args"]["swap_cfg"]["swap_params"] == [[2, 3, 7, 11, 3, 1.0]]
+
+
+# WGQ109/ASAR config/ntu60/pretext/pretext_asar_xview.yaml, as its keys and values are (paths shortened)
+ASAR_PRETEXT = """
+work_dir: /data/wgq/ICIP_github/ntu60_cv/asar_joint/pretext
+train_feeder: feeder.ntu_feeder.Feeder_triple
+train_feeder_args:
+  data_path: ./data/ntu60_frame50/xview/train_position.npy
+  label_path: ./data/ntu60_frame50/xview/train_label.pkl
+  shear_amplitude: 0.5
+  temperal_padding_ratio: 6
+  mmap: True
+model: net.asar.ASAR
+model_args:
+  base_encoder: net.st_gcn.Model
+  pretrain: True
+  feature_dim: 128
+  queue_size: 32768
+  momentum: 0.999
+  Temperature: 0.07
+  mlp: True
+  in_channels: 3
+  hidden_channels: 16
+  hidden_dim: 256
+  num_class: 60
+  dropout: 0.5
+  graph_args: {layout: 'ntu-rgb+d', strategy: 'spatial'}
+  edge_importance_weighting: True
+nesterov: False
+weight_decay: 1e-4
+base_lr: 0.1
+optimizer: SGD
+step: [250]
+device: [3]
+batch_size: 128
+test_batch_size: 128
+num_epoch: 300
+start_epoch: 0
+stream: 'joint'
+topk: 1
+mining_epoch: 0
+save_interval: 5
+eval_interval: -1
+"""
+
+ASAR_LINEAR = """
+work_dir: /data/wgq/ICIP_github/ntu60_cv/asar_joint/linear_eval
+weights: /home/wgq/ICIP_weights/ntu60_cv/asar_joint/pretext/epoch300_model.pt
+ignore_weights: [encoder_q.fc, encoder_k, queue,predict_q,labels]
+train_feeder: feeder.ntu_feeder.Feeder_single
+train_feeder_args: {data_path: ./data/ntu60_frame50/xview/train_position.npy,
+                    label_path: ./data/ntu60_frame50/xview/train_label.pkl,
+                    shear_amplitude: -1, temperal_padding_ratio: -1, mmap: True}
+test_feeder: feeder.ntu_feeder.Feeder_single
+test_feeder_args: {data_path: ./data/ntu60_frame50/xview/val_position.npy,
+                   label_path: ./data/ntu60_frame50/xview/val_label.pkl,
+                   shear_amplitude: -1, temperal_padding_ratio: -1, mmap: True}
+model: net.asar.ASAR
+model_args:
+  base_encoder: net.st_gcn.Model
+  pretrain: False
+  in_channels: 3
+  hidden_channels: 16
+  hidden_dim: 256
+  num_class: 60
+  dropout: 0.5
+  graph_args: {layout: 'ntu-rgb+d', strategy: 'spatial'}
+  edge_importance_weighting: True
+nesterov: False
+weight_decay: 0.0
+base_lr: 3.
+optimizer: SGD
+step: [80]
+device: [0]
+batch_size: 128
+test_batch_size: 128
+num_epoch: 100
+stream: 'joint'
+save_interval: -1
+eval_interval: 5
+"""
+
+
+def test_asar_configs_convert(tmp_path, capsys):
+    """ASAR pretext: our class and processor, Feeder_triple -> Feeder_dual (its extreme view was never
+    used), the unused `topk` / `mining_epoch` reported; the linear config keeps upstream's ignore list."""
+    code, out = run(tmp_path, ASAR_PRETEXT)
+    assert code == 0
+    text = out.read_text()
+    cfg = convert_config.validate_output(convert_config.yaml.safe_load(text), "pretrain_asar", str(out))
+    assert text.startswith("# python main.py pretrain_asar --config")
+    assert cfg["model"] == "net.asar.ASAR" and cfg["train_feeder"] == "feeder.ntu_feeder.Feeder_dual"
+    assert cfg["model_args"]["queue_size"] == 32768 and cfg["weight_decay"] == 1e-4 and cfg["stream"] == "joint"
+    assert "topk" not in cfg["model_args"] and "mining_epoch" not in cfg["model_args"]
+    err = capsys.readouterr().err
+    assert "topk: 1 (parsed by upstream's pretrain_asar, never used)" in err and "mining_epoch: 0" in err
+    assert "Feeder_triple -> feeder.ntu_feeder.Feeder_dual" in text
+    code, out = run(tmp_path, ASAR_LINEAR)
+    assert code == 0
+    cfg = convert_config.validate_output(convert_config.yaml.safe_load(out.read_text()), "linear_evaluation",
+                                         str(out))
+    assert cfg["model"] == "net.asar.ASAR" and not cfg["model_args"]["pretrain"]
+    assert cfg["ignore_weights"] == ["encoder_q.fc", "encoder_k", "queue", "predict_q", "labels"]
+    assert cfg["base_lr"] == 3.0 and cfg["step"] == [80] and cfg["num_epoch"] == 100

@@ -52,7 +52,7 @@ def test_transfer_to_a_dataset_with_other_classes(nw_ucla_small, tmp_path):
 
 # Each ST-GCN method's pretraining state (its own keys: query / key encoders, queues, targets,
 # projectors), evaluated under every protocol through its demo evaluation configs.
-STGCN_METHODS = ["skeletonclr", "aimclr", "crossclr", "caca", "skelemixclr"]
+STGCN_METHODS = ["skeletonclr", "aimclr", "crossclr", "caca", "skelemixclr", "asar", "hysp"]
 PROTOCOLS = {
     "linear": {"protocol": "linear"},
     "finetune": {"protocol": "finetune"},

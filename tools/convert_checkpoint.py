@@ -2,7 +2,7 @@
 
     python tools/convert_checkpoint.py mamp_ntu60_xsub.pth pretrained_weights/mamp_ntu60_xsub.pt
     python tools/convert_checkpoint.py last_epoch.pt stars_ntu60_xsub_encoder.pt --encoder_only
-    python tools/convert_checkpoint.py hysp.ckpt hysp.pt --rename model.=  [--drop target_]
+    python tools/convert_checkpoint.py epoch-300.ckpt hysp.pt  [--drop target_]   (HYSP: `model.` stripped)
 
 Every loader here already reads the upstream layouts as they are (`weights:` points at them), so this
 tool is for what loading cannot do: files that need `weights_only=False` to open (MAMP's `args`
@@ -11,7 +11,9 @@ file), renaming keys once instead of in every config, keeping only the encoder a
 and a report of what the file holds. Recognised layouts:
 - `skelssl`: this project's checkpoints ({model, optimizer, ..., config}).
 - `mamp`: MAE-style {model, optimizer, epoch, scaler, args} (MAMP stage 1).
-- `lightning`: {state_dict, pytorch-lightning_version | global_step, ...} (HYSP).
+- `lightning`: {state_dict, pytorch-lightning_version | global_step, ...} (HYSP); its `model.` prefix is
+  stripped when every key has it and no --rename is given, and the run's stream / hyper / curriculum
+  settings from `hyper_parameters['cfg']` are recorded in `converted_from`.
 - `stars`: a flat state_dict whose encoder is under `encoder_student.` (STARS stage 2).
 - `lineage`: a flat state_dict of the torchlight lineage (SkeletonCLR, AimCLR, CrosSCLR, ActCLR,
   3s-CACA, SkeleMixCLR, ASAR): `encoder_q.` / per-stream encoders.
@@ -38,7 +40,7 @@ ENCODER = {
     "stars": (("encoder_student.",), {"encoder_student.": ""}, ()),
     "lineage": (("encoder_q.",), {}, ("encoder_q.fc",)),
     "skelssl": ((), {}, ()),
-    "lightning": ((), {}, ()),
+    "lightning": (("online_encoder.",), {}, ()),  # HYSP: the evaluation keeps online_encoder.*
 }
 
 
@@ -72,6 +74,8 @@ def convert(path: str, encoder_only: bool = False, rename=None, drop=()) -> tupl
     kind = detect(obj)
     state = extract_state_dict(obj, path)
     state = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    if kind == "lightning" and not rename and state and all(k.startswith("model.") for k in state):
+        rename = {"model.": ""}  # HYSP's LightningModule holds the network as `self.model`
     if rename:
         state = rename_keys(state, rename)
     state = {k: v for k, v in state.items() if not any(k.startswith(d) for d in drop)}
@@ -88,7 +92,26 @@ def convert(path: str, encoder_only: bool = False, rename=None, drop=()) -> tupl
         for key in ("epoch", "global_step"):
             if isinstance(obj.get(key), int):
                 info[key] = obj[key]
+    if kind == "lightning":
+        info.update(lightning_summary(obj))
     return state, info
+
+
+def lightning_summary(obj: dict) -> dict:
+    """The settings of a Lightning checkpoint's `hyper_parameters` (HYSP: {'cfg': Namespace}) that say what
+    was trained, as plain values, so the converted file records them without pickled objects."""
+    hp = obj.get("hyper_parameters") or {}
+    cfg = hp.get("cfg", hp) if isinstance(hp, dict) else hp
+    cfg = vars(cfg) if hasattr(cfg, "__dict__") and not isinstance(cfg, dict) else cfg
+    if not isinstance(cfg, dict):
+        return {}
+    out = {}
+    for key in ("model", "stream", "hyper", "curriculum", "initial_hyper_epoch", "final_hyper_epoch", "num_epoch",
+                "protocol", "precision"):
+        value = cfg.get(key)
+        if isinstance(value, (str, int, float, bool)):
+            out[f"upstream_{key}"] = value
+    return out
 
 
 def parse_rename(items) -> dict:

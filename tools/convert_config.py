@@ -10,6 +10,9 @@ Two upstream styles are read:
 - MAMP's argparse YAMLs (`feeder`, `epochs`, `lr`, `warmup_epochs`, `smoothing`, ...): the settings
   its scripts hard-code (AdamW betas, cosine schedule, the probe's BatchNorm) come from this project's
   MAMP base config, which the output names with `base:`.
+- HYSP's Lightning YAMLs (`model: hysp`, `precision`, `hyper`, `curriculum`, `protocol`, `encoder_lr`,
+  RiemannianSGD): precision 16 -> amp fp16, protocol linear / semi / supervised -> linear_evaluation /
+  semi_evaluation (label_fraction 0.1) / finetune_evaluation, top-level HYSP settings into `model_args`.
 Batch sizes here are global: with `--gpus N` a per-GPU batch (MAMP, STARS: torchrun) is multiplied by N;
 the lineage's DataParallel batch already is global. YAML 1.1 quirks are fixed on the way (`1e-4` read
 as a string, `None` as the string "None"). The output is validated like `main.py` validates a config;
@@ -42,7 +45,9 @@ CLASS_MAP = {
     "net.skeletonclr_multi_swap.SkeletonCLR": "net.skelemixclr.SkeleMixCLRv1",
     "net.st_gcn_swap.Model": "net.st_gcn.Model",
     "feeder.ntu_feeder.Feeder_multi": "feeder.multi_feeder.Feeder_multi",
+    "hysp": "net.hysp.HYSP",  # HYSP names its models (`model: hysp`, `encoder: stgcn`)
 }
+HYSP_ENCODERS = {"stgcn": "net.st_gcn.Model"}
 # per model: upstream model_args renamed here, and ones this class implies (dropped without a report)
 ARG_RENAMES = {"net.stars.STARS": {"predictor_hidden_dim": "hidden_dim"}}
 IMPLIED_ARGS = {"net.stars.STARS": {"base_encoder", "pretrain"}}
@@ -61,6 +66,12 @@ DROPPED = {"KNN_show": "upstream printed the kNN monitor at these epochs; here i
            "knn_classes": "the class count comes from the data",
            "knn_monitor": "the monitor runs when knn_interval > 0", "loss": "unused by the upstream processor",
            "phase": None, "print_log": None, "save_log": None, "pavi_log": None, "debug": None}
+# per model: upstream top-level keys its processor parsed but never read (reported with the reason), and
+# upstream feeders replaced by ours with the reason
+UNUSED_KEYS = {"net.asar.ASAR": {"topk": "parsed by upstream's pretrain_asar, never used",
+                                 "mining_epoch": "parsed by upstream's pretrain_asar, never used"}}
+FEEDER_SWAPS = {"net.asar.ASAR": {"feeder.ntu_feeder.Feeder_triple": (
+    "feeder.ntu_feeder.Feeder_dual", "upstream's pretrain_asar discarded Feeder_triple's extreme view")}}
 # MAMP feeder flags that must be off (they select code paths MAMP's published configs never use)
 MAMP_OFF_FLAGS = ("debug", "random_choose", "random_shift", "random_move", "normalization", "vel", "bone")
 MAMP_MODEL_ZEROS = ("drop_rate", "attn_drop_rate")
@@ -109,6 +120,11 @@ class Conversion:
     # --- model ------------------------------------------------------------------------------------
     def map_model(self, model: str, args: dict) -> tuple:
         model = CLASS_MAP.get(model, model)
+        if model == "net.hysp.HYSP":  # `encoder` (pretext) / `base_encoder` (eval) name the encoder
+            name = args.pop("encoder", None) or args.get("base_encoder") or "stgcn"
+            if name not in HYSP_ENCODERS and "." not in name:
+                self.lost("model_args.encoder", name, "HYSP ships only stgcn")
+            args["base_encoder"] = HYSP_ENCODERS.get(name, name)
         if args.get("base_encoder"):
             args["base_encoder"] = CLASS_MAP.get(args["base_encoder"], args["base_encoder"])
         accepted = constructor_args(model)
@@ -147,8 +163,11 @@ class Conversion:
             devices = src.pop("device")
             if stars and isinstance(devices, list) and "batch_size" in src:
                 self.gpus = self.gpus or len(devices)
+        unused = UNUSED_KEYS.get(self.out["model"], {})
         for key, value in src.items():
-            if key in DROPPED:
+            if key in unused:
+                self.lost(key, value, unused[key])
+            elif key in DROPPED:
                 if DROPPED[key]:
                     self.lost(key, value, DROPPED[key])
             elif key == "clip_grad" and stars:
@@ -178,6 +197,10 @@ class Conversion:
 
     def map_feeder(self, feeder: str, args: dict, where: str) -> tuple:
         feeder = CLASS_MAP.get(feeder, feeder)
+        swap = FEEDER_SWAPS.get(self.out.get("model"), {}).get(feeder)
+        if swap:
+            self.note(f"{feeder} -> {swap[0]}: {swap[1]}")
+            feeder = swap[0]
         args = dict(args)
         if str(args.get("data_path", "")).endswith(".npz"):
             feeder = "feeder.npz_feeder.Feeder"  # the lineage feeders read .npz through this one here
@@ -226,6 +249,121 @@ class Conversion:
         self.scale_batch()
 
 
+    # --- HYSP (paolomandica/HYSP main_pretrain.py / main_eval.py YAMLs) -------------------------------
+    def hysp(self, pretrain: bool) -> str:
+        """Map a HYSP YAML; returns the processor. Upstream reads nested dicts as namespaces and only the
+        keys its scripts name; those without a counterpart are reported."""
+        src = dict(self.src)
+        for key in ("model", "model_args"):
+            src.pop(key, None)
+        args = self.out.setdefault("model_args", {})
+        for key in ("hyper", "curriculum", "initial_hyper_epoch", "final_hyper_epoch", "encoder_lr"):
+            if key in src:
+                args[key] = src.pop(key)
+        protocol = src.pop("protocol", None)
+        if pretrain:
+            processor = "pretrain_hysp"
+        elif protocol in ("linear", None):
+            processor = "linear_evaluation"
+        elif protocol == "semi":
+            processor = "semi_evaluation"
+            self.out["label_fraction"] = 0.1
+            self.note("protocol semi -> semi_evaluation, label_fraction 0.1 (upstream: sklearn resample of 10 %, "
+                      "stratified, global seed; here a seeded class-balanced subset saved to the work_dir)")
+        elif protocol == "supervised":
+            processor = "finetune_evaluation"
+            self.note("protocol supervised -> finetune_evaluation (all labels, from the pretrained weights)")
+        else:
+            self.lost("protocol", protocol, "only linear, semi and supervised are evaluations here")
+            processor = "linear_evaluation"
+        devices = src.pop("device", None)
+        n_dev = len(devices) if isinstance(devices, list) else int(devices or 1)
+        if devices is not None:
+            self.note(f"device {devices!r} dropped: launch with torchrun --nproc_per_node=N")
+        precision = src.pop("precision", 32)
+        self.out["amp"] = {16: "fp16", "16": "fp16", "16-mixed": "fp16", "bf16": "bf16", "bf16-mixed": "bf16"}.get(
+            precision, "off")
+        self.note(f"precision {precision} -> amp {self.out['amp']}")
+        optimizer = src.pop("optimizer", "SGD")
+        if optimizer in ("SGD", "RiemannianSGD"):
+            self.out["optimizer"] = "SGD"
+            if optimizer == "RiemannianSGD":
+                self.note("optimizer RiemannianSGD -> SGD: the same update for Euclidean parameters (none is a "
+                          "ManifoldParameter here) except geoopt's first step, which seeds the momentum buffer "
+                          "with the raw gradient before applying momentum (docs/notes/hysp_upstream.md)")
+        elif optimizer in ("Adam", "AdamW"):
+            self.out["optimizer"] = optimizer
+        else:
+            self.lost("optimizer", optimizer, "no such optimiser here (SGD, Adam, AdamW)")
+        if not pretrain and optimizer != "SGD":
+            self.note(f"upstream's evaluation always builds torch SGD (EvalLearner), whatever `optimizer` says")
+            self.out["optimizer"] = "SGD"
+        self.out.setdefault("momentum", 0.9)
+        scheduler = src.pop("scheduler", "step")
+        warmup, lr_min = src.pop("warmup_step", None), src.pop("lr_min", None)
+        if scheduler == "cosine":
+            self.out["scheduler"] = "cosine"
+            if args.get("curriculum"):
+                self.lost("scheduler", "cosine", "upstream holds the lr until final_hyper_epoch, then cosine: "
+                          "no such schedule here")
+            if warmup:
+                self.out["warm_up_epoch"] = warmup
+                self.note("warmup_step -> warm_up_epoch (upstream ramps from 0.1 x lr, here from 0)")
+            if lr_min is not None:
+                self.out["min_lr"] = lr_min
+        else:
+            self.out["scheduler"] = "step"
+        for key, value in src.items():
+            if key == "num_workers":
+                self.out["num_worker"] = value if isinstance(value, int) else 2
+            elif key == "resume_from":
+                if value:
+                    self.out["resume"] = value
+            elif key == "weights":
+                self.out["weights"] = value
+                if value and str(value).endswith(".ckpt"):
+                    self.out["rename_weights"] = {"model.": ""}
+                    self.note("weights: a Lightning .ckpt; rename_weights {'model.': ''} strips its prefix "
+                              "(or convert it once with tools/convert_checkpoint.py)")
+            elif key == "val_batch_size":
+                self.lost(key, value, "upstream validates the pretext loss on the test split; no such pass here")
+            elif key == "eval_interval" and pretrain:
+                self.lost(key, value, "upstream's pretext-loss validation interval; no such pass here")
+            elif key == "wandb":
+                value = dict(value or {})
+                if "save_dir" in value:
+                    self.lost("wandb.save_dir", value.pop("save_dir"), "wandb files go to work_dir here")
+                self.out["wandb"] = {k: v for k, v in value.items() if k in ("enable", "project", "name", "group",
+                                                                             "entity")}
+            elif key in ("train_feeder_args", "val_feeder_args", "test_feeder_args"):
+                part = "train" if key.startswith("train") else "test"
+                if pretrain and part == "test":
+                    self.lost(key, "...", "upstream validates the pretext loss on it; no such pass here")
+                    continue
+                feeder = "feeder.ntu_feeder.Feeder_double" if pretrain else "feeder.ntu_feeder.Feeder_single"
+                fargs = dict(value or {})
+                if "new_augs" in fargs:
+                    self.lost(f"{key}.new_augs", fargs.pop("new_augs"), "upstream's scripts never read it")
+                self.out[f"{part}_feeder"], self.out[f"{part}_feeder_args"] = self.map_feeder(
+                    feeder, fargs, f"{part}_feeder_args")
+            elif key == "batch_size" and not pretrain and n_dev > 1:
+                self.out["batch_size"] = value * n_dev * n_dev
+                self.note(f"batch_size {value} per GPU x {n_dev} GPUs x accumulate_grad_batches {n_dev} "
+                          f"(upstream main_eval.py) -> {value * n_dev * n_dev} a step")
+            elif key == "work_dir" and not pretrain and protocol:
+                self.out[key] = f"{value}/{protocol}"
+                self.note(f"work_dir -> {value}/{protocol} (main_eval.py appends the protocol)")
+            elif key in ("work_dir", "batch_size", "test_batch_size", "num_epoch", "stream", "nesterov",
+                         "weight_decay", "base_lr", "step", "log_interval", "save_interval", "eval_interval",
+                         "ignore_weights", "start_epoch"):
+                self.out[key] = value
+            else:
+                self.lost(key, value, "no such setting here")
+        if self.out.get("stream") not in (None, "joint", "motion", "bone"):
+            self.lost("stream", self.out.pop("stream"), "one stream per run here (joint, motion, bone); combine "
+                      "runs with tools/ensemble.py")
+        return processor
+
 def mamp_base(model: str, args: dict, src: dict) -> tuple:
     """(processor, base config) of a MAMP-style file."""
     if model == "net.mamp.MAMP":
@@ -252,7 +390,10 @@ def convert(path: str, processor: str | None = None, gpus: int = 0, out_path: st
     def use_base(base: str):
         conv.out = {"base": os.path.relpath(os.path.join(ROOT, "config", base), out_dir), **conv.out}
 
-    if mamp_style:
+    if model == "net.hysp.HYSP":
+        name = conv.hysp(bool(model_args.get("pretrain", True)))
+        processor = processor or name
+    elif mamp_style:
         name, base = mamp_base(model, model_args, conv.src)
         use_base(base)
         processor = processor or name

@@ -99,6 +99,13 @@ def all_gather_grad(tensor: torch.Tensor) -> torch.Tensor:
     return _AllGather.apply(tensor)
 
 
+def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """`tensor` as rank `src` holds it, written in place on every rank (identity without a process group)."""
+    if is_initialized() and world_size() > 1:
+        dist.broadcast(tensor, src)
+    return tensor
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_initialized() and world_size() > 1:
         dist.all_reduce(tensor)
