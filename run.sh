@@ -6,7 +6,7 @@
 #
 #   demo         NW-UCLA (bundled): prepare the data, SkeletonCLR pretraining for 5 epochs, then
 #                linear evaluation and kNN of that encoder. A few minutes on 2 CPU cores.
-#   nwucla_full  NW-UCLA: the full 120-epoch SkeletonCLR schedule (about 55 min on 2 CPU cores), then
+#   nwucla_full  NW-UCLA: the full 30-epoch SkeletonCLR schedule (about 25 min on one CPU core), then
 #                linear evaluation and kNN, in ./work_dir/nw_ucla/skeletonclr/.
 #   ntu60        NTU60 x-sub, joint stream: SkeletonCLR pretext (300 epochs), linear evaluation
 #                (expected top-1 68.3 %), kNN. Needs data/ntu60_frame50/xsub/ (see the README).
@@ -16,14 +16,21 @@
 #                epochs), contrastive tuning (2 epochs), linear probe, kNN, 10 % semi-supervised.
 #   stars_ntu60  NTU60 x-sub, the STARS seed commands: MAMP (400 epochs), the merged stage 2, linear
 #                (expected 87.1 %), kNN k=1 (79.9 %), fine-tuning (93.0 %). Needs data/ntu/NTU60_XSub.npz.
-#   aimclr, crossclr, caca, skelemixclr
+#   aimclr, crossclr, caca, skelemixclr, asar
 #                NW-UCLA (bundled): that method's demo, 2 pretraining epochs then its linear probe and
-#                kNN (the configs' full 120-epoch schedule: EPOCHS=120 bash run.sh aimclr).
+#                kNN (the configs' full 30-epoch schedule: EPOCHS=30 bash run.sh aimclr). The 2-epoch
+#                ASAR demo switches active sampling on for its second epoch (EPOCHS=30: at epoch 16).
 #   caca_ntu60   NTU60 x-sub, the 3s-CACA seed commands: three-stream pretraining, the summed 3-stream
 #                linear probe (expected 78.57 %), then the joint-stream pair. Needs data/ntu60_frame50/xsub/.
 #   skelemixclr_ntu60
 #                NTU60 x-view, the SkeleMixCLR+ seed commands: pretraining (64 frames), linear probe
 #                (expected 85.5 %). Needs data/ntu60_frame64/xview/ (tools/lineage_frames.py --frames 64).
+#   hysp         NW-UCLA (bundled): the HYSP demo, 2 pretraining epochs (epoch 1 cosine, epoch 2 Poincaré;
+#                EPOCHS=120 keeps the config's 15 -> 30 curriculum), linear probe with the Möbius head, kNN.
+#   hysp_ntu60   NTU60 x-view, the HYSP seed commands: joint, motion and bone pretraining (600 epochs each),
+#                linear evaluation of each (fp16), the 3-stream ensemble. Needs data/ntu60_frame50/xview/.
+#   asar_ntu60   NTU60 x-view, the ASAR seed commands: pretraining (300 epochs, active sampling from
+#                epoch 151), linear probe (ASAR publishes no number). Needs data/ntu60_frame50/xview/.
 # Other streams / benchmarks: the configs under config/ntu60 and config/ntu120 (each YAML's first
 # lines give its command). Every run resumes from its work_dir's latest.pt when run again.
 set -euo pipefail
@@ -31,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON="${PYTHON:-python}"
 NPROC="${NPROC:-1}"
-SECTIONS="demo nwucla_full ntu60 ntu120 stars stars_ntu60 aimclr crossclr caca skelemixclr caca_ntu60 skelemixclr_ntu60"
+SECTIONS="demo nwucla_full ntu60 ntu120 stars stars_ntu60 aimclr crossclr caca skelemixclr caca_ntu60 skelemixclr_ntu60 asar asar_ntu60 hysp hysp_ntu60"
 
 run() {
     echo "+ $*"
@@ -82,11 +89,11 @@ nwucla_full() {
     prepare_nw_ucla
     run "$PYTHON" main.py pretrain_skeletonclr --config config/demo/skeletonclr_pretrain.yaml --work_dir "$wd/pretext"
     run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear.yaml --work_dir "$wd/linear" \
-        --weights "$wd/pretext/epoch120_model.pt"
+        --weights "$wd/pretext/epoch30_model.pt"
     run "$PYTHON" main.py linear_evaluation --config config/demo/skeletonclr_linear_recalibrated.yaml \
-        --work_dir "$wd/linear_recalibrated" --weights "$wd/pretext/epoch120_model.pt"
+        --work_dir "$wd/linear_recalibrated" --weights "$wd/pretext/epoch30_model.pt"
     run "$PYTHON" main.py knn --config config/demo/skeletonclr_knn.yaml --work_dir "$wd/knn" \
-        --weights "$wd/pretext/epoch120_model.pt"
+        --weights "$wd/pretext/epoch30_model.pt"
 }
 
 ntu() {  # ntu <dataset> <benchmark>: pretext, linear evaluation and kNN of the joint stream
@@ -146,7 +153,15 @@ method_demo() {  # method_demo <method> <processor> <frames> <eval processor>: N
         run "$PYTHON" tools/nw_ucla_gendata.py frames --src data/nw_ucla/nw_ucla_skeletons.npz \
             --out_folder "data/nw_ucla/frame$frames" --frames "$frames"
     fi
-    run "$PYTHON" main.py "$processor" --config "config/demo/${method}_pretrain.yaml" --num_epoch "${EPOCHS:-2}"
+    local extra=()
+    if [[ "$method" == asar && -z "${EPOCHS:-}" ]]; then
+        extra=(--model_args.active_sampling_epoch 1)  # the 2-epoch run crosses ASAR's active-sampling switch
+    fi
+    if [[ "$method" == hysp && -z "${EPOCHS:-}" ]]; then  # the 2-epoch run: cosine, then Poincaré
+        extra=(--model_args.initial_hyper_epoch 1 --model_args.final_hyper_epoch 2)
+    fi
+    run "$PYTHON" main.py "$processor" --config "config/demo/${method}_pretrain.yaml" --num_epoch "${EPOCHS:-2}" \
+        ${extra[@]+"${extra[@]}"}
     run "$PYTHON" main.py "$evaluation" --config "config/demo/${method}_linear.yaml"
     run "$PYTHON" main.py knn --config "config/demo/${method}_knn.yaml"
 }
@@ -168,6 +183,33 @@ skelemixclr_ntu60() {
     run "$PYTHON" main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_skelemixclr_xview_joint.yaml
 }
 
+asar_ntu60() {
+    # = the ASAR seed README's NTU60 commands, with this repository's config paths:
+    #   python main.py pretrain_asar --config config/ntu60/pretext/pretext_asar_xview.yaml
+    #   python main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_asar_xview.yaml
+    # (its NTU120 x-sub / PKU-MMD I commands: config/ntu120/{pretext,linear_eval}/*_asar_xsub.yaml,
+    #  config/pku_part1/{pretext,linear_eval}/*_asar_xsub.yaml)
+    require_data data/ntu60_frame50/xview
+    pretrain config/ntu60/pretext/pretext_asar_xview.yaml pretrain_asar
+    run "$PYTHON" main.py linear_evaluation --config config/ntu60/linear_eval/linear_eval_asar_xview.yaml
+}
+
+hysp_ntu60() {
+    # = the HYSP seed README's commands, with this repository's config paths (one stream per run):
+    #   python main_pretrain.py with upstream's ntu60/pretext/pretext_xview.yaml (stream: joint / motion / bone)
+    #   python main_eval.py with upstream's ntu60/eval/eval_xview.yaml (protocol: linear)
+    #   python src/ensemble/ensemble_ntu.py (3-stream ensemble)
+    require_data data/ntu60_frame50/xview
+    local s
+    for s in joint motion bone; do
+        pretrain "config/ntu60/pretext/pretext_hysp_xview_$s.yaml" pretrain_hysp
+        run "$PYTHON" main.py linear_evaluation --config "config/ntu60/linear_eval/linear_eval_hysp_xview_$s.yaml"
+    done
+    # upstream tunes the weights on the test split (--search reports that too); default: 0.6 / 0.4 / 0.6
+    run "$PYTHON" tools/ensemble.py work_dir/ntu60_xview/hysp_joint/linear_eval \
+        work_dir/ntu60_xview/hysp_motion/linear_eval work_dir/ntu60_xview/hysp_bone/linear_eval --search
+}
+
 section="${1:-demo}"
 case "$section" in
     demo) demo ;;
@@ -182,6 +224,10 @@ case "$section" in
     skelemixclr) method_demo skelemixclr pretrain_skeletonclr_multi_swapv2 64 linear_evaluation ;;
     caca_ntu60) caca_ntu60 ;;
     skelemixclr_ntu60) skelemixclr_ntu60 ;;
+    asar) method_demo asar pretrain_asar 50 linear_evaluation ;;
+    asar_ntu60) asar_ntu60 ;;
+    hysp) method_demo hysp pretrain_hysp 50 linear_evaluation ;;
+    hysp_ntu60) hysp_ntu60 ;;
     *)
         echo "unknown section '$section'; sections: $SECTIONS" >&2
         echo "usage: bash run.sh [section]   (default: demo)" >&2
