@@ -84,3 +84,48 @@ def test_unknown_or_corrupt_files_are_named(tmp_path, capsys):
     torch.save({"epoch": 3}, tmp_path / "odd.pt")
     assert convert_checkpoint.main([str(tmp_path / "odd.pt"), str(tmp_path / "o.pt")]) == 2
     assert "layout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stream", ["joint", "motion", "bone"])
+@pytest.mark.parametrize("method", ["crossclr", "caca"])
+def test_one_stream_of_a_three_stream_model(tmp_path, method, stream):
+    """--stream turns a 3s-CrosSCLR / 3s-CACA checkpoint into the single-stream model's: its encoder
+    gives exactly that stream's features of the three-stream model, and nothing of the other streams
+    comes along."""
+    from feeder.streams import to_stream
+    from net.caca import CACA, CACA3Views
+    from net.crossclr import CrosSCLR3Views
+
+    layout = {"layout": "ntu-rgb+d", "strategy": "spatial"}
+    torch.manual_seed(0)
+    if method == "crossclr":
+        tiny = dict(hidden_channels=8, hidden_dim=16, dropout=0.0, graph_args=layout)
+        multi = CrosSCLR3Views(feature_dim=8, queue_size=12, **tiny)
+        single, ignore = SkeletonCLR(pretrain=False, num_class=5, **tiny), ["encoder_q.fc", "encoder_k", "queue"]
+        encoder = {"joint": "encoder_q", "motion": "encoder_q_motion", "bone": "encoder_q_bone"}[stream]
+        single_encoder = single.encoder_q
+    else:
+        tiny = dict(hidden_channels=8, feature_dim=16, projection_hidden_size=16, projection_size=8,
+                    prediction_hidden_size=16, dropout=0.0, graph_args=layout)
+        multi, single = CACA3Views(**tiny), CACA(pretrain=False, num_class=5, **tiny)
+        ignore = ["online_projector", "online_predictor", "target_backbone", "target_projector"]
+        encoder, single_encoder = f"online_backbone_{stream}", single.online_backbone
+    state = convert(tmp_path, {"model": multi.state_dict(), "config": {}}, "--stream", stream)["model"]
+    others = [s for s in ("motion", "bone", "joint") if s != stream]
+    assert not any(f"_{s}." in k or k.endswith(f"_{s}") for k in state for s in others)
+    head = "encoder_q.fc" if method == "crossclr" else "online_projector"
+    report = load_weights(single, str(tmp_path / "dst.pt"), ignore=ignore, allow_missing=[head])  # strict otherwise
+    x = torch.randn(3, 3, 12, 25, 2)
+    multi.eval(), single.eval()
+    with torch.no_grad():
+        want = multi.get_submodule(encoder).forward_features(to_stream(x, stream))
+        got = single_encoder.forward_features(to_stream(x, stream))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_one_stream_of_a_single_stream_checkpoint_is_refused(tmp_path, capsys):
+    src, dst = tmp_path / "src.pt", tmp_path / "dst.pt"
+    torch.save({"model": SkeletonCLR(hidden_channels=8, hidden_dim=16, feature_dim=8, queue_size=12).state_dict(),
+                "config": {}}, src)
+    assert convert_checkpoint.main([str(src), str(dst), "--stream", "motion"]) == 2
+    assert "no per-stream tensors" in capsys.readouterr().err and not dst.exists()

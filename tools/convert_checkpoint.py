@@ -3,6 +3,7 @@
     python tools/convert_checkpoint.py mamp_ntu60_xsub.pth pretrained_weights/mamp_ntu60_xsub.pt
     python tools/convert_checkpoint.py last_epoch.pt stars_ntu60_xsub_encoder.pt --encoder_only
     python tools/convert_checkpoint.py epoch-300.ckpt hysp.pt  [--drop target_]   (HYSP: `model.` stripped)
+    python tools/convert_checkpoint.py crossclr_3views.pt crossclr_motion.pt --stream motion   (one stream)
 
 Every loader here already reads the upstream layouts as they are (`weights:` points at them), so this
 tool is for what loading cannot do: files that need `weights_only=False` to open (MAMP's `args`
@@ -68,7 +69,41 @@ def rename_keys(state: dict, rename: dict) -> dict:
     return out
 
 
-def convert(path: str, encoder_only: bool = False, rename=None, drop=()) -> tuple:
+STREAMS = ("joint", "motion", "bone")
+
+
+def one_stream(state: dict, stream: str) -> dict:
+    """The tensors of one stream of a multi-stream model, named as the single-stream model names them.
+
+    A top-level module or buffer named `<name>_<stream>` (3s-CACA's `online_backbone_motion`, CrosSCLR's
+    `encoder_q_motion`, `queue_motion`) becomes `<name>`; those of the other streams are left out. CrosSCLR
+    keeps its joint stream unsuffixed (`encoder_q`): for `joint` those stay, for another stream they go.
+    """
+    if stream not in STREAMS:
+        raise CheckpointError(f"--stream {stream!r}: one of {', '.join(STREAMS)}")
+
+    def split(key):  # (top-level name without its stream suffix, that stream or None), rest of the key
+        top, dot, rest = key.partition(".")
+        for s in STREAMS:
+            if top.endswith("_" + s):
+                return top[: -len(s) - 1], s, dot + rest
+        return top, None, dot + rest
+
+    parsed = {k: split(k) for k in state}
+    tops = {k.partition(".")[0] for k in state}
+    per_stream = {top for top, s, _ in parsed.values() if s is not None}
+    if not per_stream:
+        raise CheckpointError("--stream: no per-stream tensors (`<name>_joint|motion|bone`) in this checkpoint")
+    out = {}
+    for key, (top, s, rest) in parsed.items():
+        shared = s is None and top not in per_stream
+        crossclr_joint = s is None and stream == "joint" and f"{top}_joint" not in tops
+        if s == stream or shared or crossclr_joint:
+            out[top + rest] = state[key]
+    return out
+
+
+def convert(path: str, encoder_only: bool = False, rename=None, drop=(), stream=None) -> tuple:
     """(state_dict, info) of an upstream checkpoint."""
     obj = load_checkpoint(path)
     kind = detect(obj)
@@ -76,6 +111,8 @@ def convert(path: str, encoder_only: bool = False, rename=None, drop=()) -> tupl
     state = {k: v.detach().clone().contiguous() for k, v in state.items()}
     if kind == "lightning" and not rename and state and all(k.startswith("model.") for k in state):
         rename = {"model.": ""}  # HYSP's LightningModule holds the network as `self.model`
+    if stream:
+        state = one_stream(state, stream)
     if rename:
         state = rename_keys(state, rename)
     state = {k: v for k, v in state.items() if not any(k.startswith(d) for d in drop)}
@@ -86,7 +123,7 @@ def convert(path: str, encoder_only: bool = False, rename=None, drop=()) -> tupl
         state = {k: v for k, v in rename_keys(state, ren).items() if not any(k.startswith(d) for d in drop_enc)}
         if not state:
             raise CheckpointError(f"{path}: no encoder tensors left (layout `{kind}`); check --rename / --drop")
-    info = {"source": os.path.abspath(path), "layout": kind, "encoder_only": encoder_only,
+    info = {"source": os.path.abspath(path), "layout": kind, "encoder_only": encoder_only, "stream": stream,
             "tensors": len(state), "parameters": int(sum(v.numel() for v in state.values()))}
     if isinstance(obj, dict):
         for key in ("epoch", "global_step"):
@@ -131,9 +168,11 @@ def main(argv=None):
     p.add_argument("--encoder_only", action="store_true", help="keep only the evaluation encoder's tensors")
     p.add_argument("--rename", nargs="*", help="key prefix renames OLD=NEW, applied first")
     p.add_argument("--drop", nargs="*", default=[], help="key prefixes to leave out")
+    p.add_argument("--stream", choices=STREAMS,
+                   help="one stream of a multi-stream model (3s-CrosSCLR, 3s-CACA) as a single-stream checkpoint")
     args = p.parse_args(argv)
     try:
-        state, info = convert(args.src, args.encoder_only, parse_rename(args.rename), tuple(args.drop))
+        state, info = convert(args.src, args.encoder_only, parse_rename(args.rename), tuple(args.drop), args.stream)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
