@@ -153,3 +153,43 @@ def test_two_process_linear_evaluation_equals_one_process(nw_ucla_small, tmp_pat
     ha, hb = (load_checkpoint(str(tmp_path / n / "latest.pt"))["model"] for n in ("single", "ddp"))
     for k in ("encoder_q.fc.1.weight", "encoder_q.fc.1.bias"):
         torch.testing.assert_close(ha[k], hb[k], rtol=1e-3, atol=1e-4)
+
+
+def test_two_process_hysp_pretraining_equals_one_process(nw_ucla_small, tmp_path):
+    """The other kind of method: no queue, BatchNorm statistics inside the projector and predictor
+    (BYOL-style; with sync_bn: true every BatchNorm sees the global batch) and EMA targets updated after
+    each optimiser step, in HYSP's Poincaré loss. Same global batch, no augmentation, no dropout: the
+    losses agree and the online and target encoders compute the same functions as one process's."""
+    from conftest import demo_config
+
+    tiny = {"hidden_channels": 8, "out_channels": 16, "projection_hidden_size": [32, 32],
+            "predictor_hidden_size": [32, 32], "dropout": 0.0, "curriculum": False}
+    settings = dict(num_epoch=1, num_worker=0, batch_size=24, base_lr=0.01, sync_bn=True, save_interval=0,
+                    progress=False, train_feeder="feeder.ntu_feeder.Feeder_dual",
+                    train_feeder_args={"shear_amplitude": -1, "temperal_padding_ratio": -1}, model_args=tiny)
+    runs = {}
+    for name, launcher in (("single", [sys.executable]), ("ddp", TORCHRUN + [f"--master_port={free_port()}"])):
+        work = tmp_path / name
+        cfg = demo_config("hysp_pretrain.yaml", nw_ucla_small, work, **settings)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "pretrain_hysp", "--config",
+                                         str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[name] = work
+    assert "world size 2" in (runs["ddp"] / "log.txt").read_text()
+    ha, hb = (read_metrics(runs[n] / "metrics.jsonl")[-1] for n in ("single", "ddp"))
+    assert ha["lambda_hyper"] == hb["lambda_hyper"] == 1.0
+    # rtol 1e-4: near the ball's boundary the distance magnifies float32 summation-order differences
+    # (1.4e-5 seen); a BatchNorm on each rank's half batch instead of the global one moves it by percents
+    np.testing.assert_allclose([hb["loss"], hb["radius_online"]], [ha["loss"], ha["radius_online"]], rtol=1e-4)
+    wa, wb = (load_checkpoint(str(runs[n] / "latest.pt"))["model"] for n in ("single", "ddp"))
+    assert wa.keys() == wb.keys()
+    x = torch.from_numpy(np.load(nw_ucla_small / "train_position.npy"))
+    for part in ("online_encoder", "target_encoder"):
+        feats = []
+        for w in (wa, wb):
+            model = instantiate(cfg["model"], cfg["model_args"], where="model_args")
+            model.load_state_dict(w)
+            with torch.no_grad():
+                feats.append(model.eval().get_submodule(part)(x))
+        assert float((feats[0] - feats[1]).abs().max()) <= 1e-3 * float(feats[0].abs().max()), part
