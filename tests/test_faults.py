@@ -159,3 +159,35 @@ def test_fp16_overflow_is_handled_by_the_scaler_and_logged(nw_ucla_small, tmp_pa
     after = proc.model.encoder_q.state_dict()
     assert all(torch.isfinite(after[k]).all() for k in before)  # skipped, not applied
     assert proc.scaler.get_scale() < 2.0 ** 120
+
+
+@pytest.mark.slow
+def test_sigkills_during_an_evaluation_then_resume_equal_an_uninterrupted_one(nw_ucla_small, reference, tmp_path):
+    """The same for an evaluation run (fine-tuning with a test pass every epoch): SIGKILL at seeded random
+    moments (feature loading, training steps, test passes, checkpoint writes), resume each time; the
+    per-epoch losses and test accuracies, the final weights and results.json equal an uninterrupted run's."""
+    from test_processors import eval_config
+
+    def argv_for(work):
+        cfg = eval_config("skeletonclr_linear.yaml", nw_ucla_small, work, reference / "latest.pt", num_epoch=5,
+                          protocol="finetune", base_lr=0.05, eval_interval=1, num_worker=0, batch_size=10)
+        return [sys.executable, os.path.join(REPO_ROOT, "main.py"), *cli(cfg, work, "finetune_evaluation")]
+
+    clean = tmp_path / "clean"
+    started = time.time()
+    subprocess.run(argv_for(clean), check=True, capture_output=True, timeout=600)
+    total = time.time() - started
+    work, rng, killed = tmp_path / "killed", random.Random(1), 0
+    for _ in range(4):
+        proc = subprocess.Popen(argv_for(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 0.8) * total)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+    assert killed >= 2, f"only {killed} kills landed before the end"
+    subprocess.run(argv_for(work), check=True, capture_output=True, timeout=600)
+    same_run(clean, work)
+    assert [h.get("test_top1") for h in metrics(clean)] == [h.get("test_top1") for h in metrics(work)]
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (clean, work))
+    assert {k: v for k, v in ra.items() if k != "config"} == {k: v for k, v in rb.items() if k != "config"}
