@@ -209,9 +209,21 @@ def test_labels_beyond_num_class_are_caught_before_training(pretrained, nw_ucla_
 
 
 def test_divergence_stops_with_the_step_and_samples(nw_ucla_small, tmp_path):
-    cfg = pretrain_config(nw_ucla_small, tmp_path, base_lr=1e30, num_epoch=3)
-    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+ \(samples \['a\d\d_s"):
+    # an lr that diverges after a good first epoch: x 1e30 at the step of epoch 2
+    cfg = pretrain_config(nw_ucla_small, tmp_path, num_epoch=3, step=[1], lr_decay_rate=1e30)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at epoch \d+, step \d+ \(samples \['a\d\d_s.*"
+                                             r"Last good checkpoint: .*latest\.pt"):
         Pretrain(cfg, name="pretrain_skeletonclr").run()
+
+
+def test_skip_nonfinite_skips_the_steps_and_the_run_goes_on(nw_ucla_small, tmp_path):
+    """skip_nonfinite: the non-finite steps are logged and skipped and the run reaches its end (a diverged
+    lr leaves the weights ruined, so it is meant for the odd bad batch, not for an lr that diverges)."""
+    cfg = pretrain_config(nw_ucla_small, tmp_path, num_epoch=3, step=[1], lr_decay_rate=1e30, skip_nonfinite=True)
+    Pretrain(cfg, name="pretrain_skeletonclr").run()
+    log = (tmp_path / "log.txt").read_text()
+    assert log.count("step skipped (skip_nonfinite: true)") >= 2 and "at epoch 2, step" in log
+    assert load_checkpoint(str(tmp_path / "latest.pt"))["epoch"] == 3
 
 
 def test_unknown_model_arg_names_the_closest(nw_ucla_small, tmp_path):
