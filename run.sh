@@ -26,7 +26,7 @@
 #                NTU60 x-view, the SkeleMixCLR+ seed commands: pretraining (64 frames), linear probe
 #                (expected 85.5 %). Needs data/ntu60_frame64/xview/ (tools/lineage_frames.py --frames 64).
 #   hysp         NW-UCLA (bundled): the HYSP demo, 2 pretraining epochs (epoch 1 cosine, epoch 2 Poincaré;
-#                EPOCHS=120 keeps the config's 15 -> 30 curriculum), linear probe with the Möbius head, kNN.
+#                EPOCHS=30 keeps the config's 4 -> 8 curriculum), linear probe with the Möbius head, kNN.
 #   hysp_ntu60   NTU60 x-view, the HYSP seed commands: joint, motion and bone pretraining (600 epochs each),
 #                linear evaluation of each (fp16), the 3-stream ensemble. Needs data/ntu60_frame50/xview/.
 #   asar_ntu60   NTU60 x-view, the ASAR seed commands: pretraining (300 epochs, active sampling from
