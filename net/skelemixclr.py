@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import copy_params, enqueue, init_queue, momentum_update, top1_of_positive, weights_init
+from .modules import copy_params, enqueue, momentum_update, top1_of_positive, weights_init
 from .skeletonclr import SkeletonCLR
 
 # Semantic body parts, 1-based joint ids. NTU RGB+D (Kinect v2): the paper's five parts

@@ -95,6 +95,19 @@ def assert_data_paths(cfg, folder: str, path: str = "config"):
             assert cfg[key]["label_path"] == f"./data/{folder}/{split}_label.pkl", f"{path}: {key}.label_path"
 
 
+def same_checkpoints(a, b) -> tuple:
+    """The latest.pt of two run folders, asserted bit-identical tensor by tensor (a run and its resumed twin)."""
+    import torch
+
+    from torchlight.io import load_checkpoint
+
+    ca, cb = (load_checkpoint(str(os.path.join(d, "latest.pt"))) for d in (a, b))
+    assert ca["epoch"] == cb["epoch"] and ca["model"].keys() == cb["model"].keys()
+    for key in ca["model"]:
+        torch.testing.assert_close(ca["model"][key], cb["model"][key], rtol=0, atol=0, msg=key)
+    return ca, cb
+
+
 def demo_config(name, data, work_dir, **overrides):
     """config/demo/<name> with its feeders pointed at `data` ({train,val}_position.npy / _label.pkl), the
     run in `work_dir`, no progress bars or tensorboard; overrides of dict keys (model_args, ...) merge."""

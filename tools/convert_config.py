@@ -296,7 +296,7 @@ class Conversion:
         else:
             self.lost("optimizer", optimizer, "no such optimiser here (SGD, Adam, AdamW)")
         if not pretrain and optimizer != "SGD":
-            self.note(f"upstream's evaluation always builds torch SGD (EvalLearner), whatever `optimizer` says")
+            self.note("upstream's evaluation always builds torch SGD (EvalLearner), whatever `optimizer` says")
             self.out["optimizer"] = "SGD"
         self.out.setdefault("momentum", 0.9)
         scheduler = src.pop("scheduler", "step")
