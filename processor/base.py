@@ -359,6 +359,7 @@ class Processor:
             "rng": rng,  # one entry per rank under DDP
             "history": self.history,
             "config": self.cfg,
+            "weights_sha256": self.weights_digest(),
             "processor": self.name,
             "extra": self.extra_state(),
             "version": 1,
@@ -429,7 +430,27 @@ class Processor:
         if changed:
             raise ConfigError(f"{self.work_dir} holds a run with a different config (keys {changed}); "
                               f"use another work_dir, or --resume none to overwrite it")
+        saved_digest, digest = load_checkpoint(latest).get("weights_sha256"), self.weights_digest()
+        if saved_digest is not None and digest is not None and saved_digest != digest:
+            raise ConfigError(f"{self.work_dir} holds a run started from other contents of `weights` "
+                              f"({self.cfg['weights']} changed since); use another work_dir, or --resume none "
+                              f"to start over from the new file")
         return latest
+
+    def weights_digest(self) -> str | None:
+        """sha256 of the `weights` file (once): the same path with other contents is another run. None
+        without weights, or when the file is gone (a resumed run no longer reads it)."""
+        if not self.cfg.get("weights") or not os.path.isfile(resolve_path(self.cfg["weights"])):
+            return None
+        if getattr(self, "_weights_digest", None) is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            with open(resolve_path(self.cfg["weights"]), "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            self._weights_digest = digest.hexdigest()
+        return self._weights_digest
 
     def restore(self, path: str):
         state = load_checkpoint(path)

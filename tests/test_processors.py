@@ -151,6 +151,21 @@ def test_resume_refuses_a_different_config(pretrained, nw_ucla_small):
         Pretrain(cfg, name="pretrain_skeletonclr")
 
 
+def test_resume_refuses_weights_whose_contents_changed(pretrained, nw_ucla_small, tmp_path):
+    """A finished evaluation in a work_dir, then the same config with other contents at the same `weights`
+    path: refused (it would otherwise report the old run's results), naming the file."""
+    import shutil
+
+    weights = tmp_path / "encoder.pt"
+    shutil.copy(pretrained / "epoch1_model.pt", weights)
+    cfg = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path / "lin", weights, num_epoch=1)
+    Evaluation(cfg, name="linear_evaluation").run()
+    Evaluation(cfg, name="linear_evaluation")  # unchanged: resumes
+    shutil.copy(pretrained / "epoch2_model.pt", weights)
+    with pytest.raises(ConfigError, match=r"other contents of `weights` .*encoder\.pt"):
+        Evaluation(cfg, name="linear_evaluation")
+
+
 def test_weights_of_another_architecture_are_refused(pretrained, nw_ucla_small, tmp_path):
     cfg = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path, pretrained / "latest.pt",
                       model_args={"hidden_channels": 16, "hidden_dim": 32})
