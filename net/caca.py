@@ -40,12 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from feeder.streams import to_stream
+from feeder.streams import STREAMS, to_stream
 from torchlight.util import import_class
 
 from .modules import copy_params, momentum_update, weights_init
 
-STREAMS = ("joint", "motion", "bone")
 
 
 def byol_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

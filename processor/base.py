@@ -421,7 +421,8 @@ class Processor:
         if not os.path.isfile(latest):
             return None
         try:
-            saved = load_checkpoint(latest)["config"]
+            checkpoint = load_checkpoint(latest)
+            saved = checkpoint["config"]
         except (CheckpointError, KeyError, TypeError) as e:
             raise CheckpointError(f"{latest} exists but cannot be resumed from ({e}); move it away or pass "
                                   f"--resume none to start over in {self.work_dir}") from None
@@ -430,7 +431,7 @@ class Processor:
         if changed:
             raise ConfigError(f"{self.work_dir} holds a run with a different config (keys {changed}); "
                               f"use another work_dir, or --resume none to overwrite it")
-        saved_digest, digest = load_checkpoint(latest).get("weights_sha256"), self.weights_digest()
+        saved_digest, digest = checkpoint.get("weights_sha256"), self.weights_digest()
         if saved_digest is not None and digest is not None and saved_digest != digest:
             raise ConfigError(f"{self.work_dir} holds a run started from other contents of `weights` "
                               f"({self.cfg['weights']} changed since); use another work_dir, or --resume none "

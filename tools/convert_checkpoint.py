@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from feeder.streams import STREAMS  # noqa: E402
 from torchlight.io import CheckpointError, atomic_save, extract_state_dict, load_checkpoint  # noqa: E402
 
 # what an evaluation encoder keeps, per layout: (keep prefixes, rename {old: new}, drop prefixes)
@@ -67,9 +68,6 @@ def rename_keys(state: dict, rename: dict) -> dict:
             raise CheckpointError(f"renaming makes two tensors `{key}`: check --rename")
         out[key] = value
     return out
-
-
-STREAMS = ("joint", "motion", "bone")
 
 
 def one_stream(state: dict, stream: str) -> dict:
