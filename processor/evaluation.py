@@ -79,6 +79,14 @@ def extract_features(model, loader, stream: str, layout, device, autocast, desc=
     return torch.cat(feats), torch.cat(labels).to(device), torch.cat(indices)
 
 
+def head_dims(head: torch.nn.Module) -> tuple:
+    """(in, out) features of a classification head: a Linear, or a module wrapping one (HYSP's
+    hyperbolic head wraps a MobiusLinear)."""
+    layer = next((m for m in head.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")), None)
+    if layer is None:
+        raise TypeError(f"cannot find the input width of the head {type(head).__name__}")
+    return layer.in_features, layer.out_features
+
 class FeatureSet(torch.utils.data.Dataset):
     """Cached features served like a dataset (whole batches at once)."""
 
@@ -180,8 +188,7 @@ class Evaluation(Processor):
                 f"config key `stream`: `all` needs a multi-stream model (derives_streams), not {self.cfg['model']}; "
                 "evaluate one stream (joint, motion or bone), or combine streams with tools/ensemble.py")
         self.head_prefixes = self.model.head_prefixes()
-        head = self.model.get_submodule(self.head_prefixes[0])
-        n_out = head.out_features if isinstance(head, torch.nn.Linear) else None
+        n_out = head_dims(self.model.get_submodule(self.head_prefixes[0]))[1]
         if self.cfg["head_norm"]:
             # MAMP / STARS linear probe: standardise the features with a parameter-free BatchNorm
             # (batch statistics while training, running ones at test), so the probe does not
@@ -189,7 +196,7 @@ class Evaluation(Processor):
             for prefix in self.head_prefixes:
                 head = self.model.get_submodule(prefix)
                 parent, _, attr = prefix.rpartition(".")
-                norm = torch.nn.BatchNorm1d(head.in_features, affine=False, eps=1e-6)
+                norm = torch.nn.BatchNorm1d(head_dims(head)[0], affine=False, eps=1e-6)
                 if self.world_size > 1:  # the statistics of the global batch, as one process would have
                     norm = dist.convert_global_batchnorm(norm)
                 setattr(self.model.get_submodule(parent) if parent else self.model, attr,

@@ -55,6 +55,7 @@ def test_transfer_to_a_dataset_with_other_classes(nw_ucla_small, tmp_path):
 STGCN_METHODS = ["skeletonclr", "aimclr", "crossclr", "caca", "skelemixclr", "asar", "hysp"]
 PROTOCOLS = {
     "linear": {"protocol": "linear"},
+    "linear_recalibrated": {"protocol": "linear", "recalibrate_bn": True, "head_norm": True},
     "finetune": {"protocol": "finetune"},
     "semi": {"protocol": "finetune", "label_fraction": 0.2, "subset_seed": 1},
 }
@@ -88,7 +89,13 @@ def test_every_stgcn_method_under_every_protocol(method_checkpoint, protocol, nw
     method, ckpt = method_checkpoint
     cfg = demo_config(f"{method}_linear.yaml", nw_ucla_small, tmp_path, weights=str(ckpt), num_epoch=1,
                       batch_size=10, eval_interval=1, **PROTOCOLS[protocol])
-    proc = Evaluation(cfg, name="semi_evaluation" if protocol == "semi" else f"{protocol}_evaluation")
+    linear = PROTOCOLS[protocol]["protocol"] == "linear"
+    proc = Evaluation(cfg, name="semi_evaluation" if protocol == "semi" else
+                      "linear_evaluation" if linear else "finetune_evaluation")
+    if proc.cfg["head_norm"]:  # a parameter-free BatchNorm in front of every head, whatever the head's type
+        for prefix in proc.module.head_prefixes():
+            head = proc.module.get_submodule(prefix)
+            assert isinstance(head, torch.nn.Sequential) and isinstance(head[0], torch.nn.BatchNorm1d), (method, prefix)
     pre = load_checkpoint(str(ckpt))["model"]
     state = {k: v.clone() for k, v in proc.module.state_dict().items()}
     params = dict(proc.module.named_parameters())  # BN statistics may be recalibrated (the demo probes)
@@ -100,7 +107,7 @@ def test_every_stgcn_method_under_every_protocol(method_checkpoint, protocol, nw
     after = proc.module.state_dict()
     weights = [k for k in encoder if k.endswith("conv.weight")]
     moved = [k for k in weights if not torch.equal(after[k], state[k])]
-    assert (not moved) if protocol == "linear" else (len(moved) == len(weights)), (method, protocol, moved[:3])
+    assert (not moved) if linear else (len(moved) == len(weights)), (method, protocol, moved[:3])
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["protocol"] == PROTOCOLS[protocol]["protocol"] and 0 <= results["top1"] <= 100
     assert (tmp_path / "test_result.pkl").is_file()

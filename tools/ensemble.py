@@ -166,7 +166,8 @@ def main(argv=None):
               "runs": [{"path": f, "stream": s, **a} for f, s, a in zip(files, streams, alone)]}
     print(f"{'run':<60} {'stream':<7} {'weight':>6} {'top1':>8} {'top5':>8}")
     for f, s, w, a in zip(files, streams, weights, alone):
-        print(f"{f[-60:]:<60} {s:<7} {w:>6.2f} {a['top1']:>8.2f} {a['top5']:>8.2f}")
+        shown = f if len(f) <= 60 else "..." + f[-57:]  # the run's end names it
+        print(f"{shown:<60} {s:<7} {w:>6.2f} {a['top1']:>8.2f} {a['top5']:>8.2f}")
     print(f"{'ensemble':<60} {'':<7} {'':>6} {combined['top1']:>8.2f} {combined['top5']:>8.2f}")
     if args.search:
         top1, w = grid_search(stacked, labels)
