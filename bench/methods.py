@@ -1,6 +1,6 @@
 """Pretraining step of every method, side by side: samples/s and peak memory of the real step.
 
-    python bench/methods.py [--configs config/demo/skeletonclr_pretrain.yaml ...] [--batch 64] [--steps 5]
+    python bench/methods.py [--configs config/demo/skeletonclr_pretrain.yaml ...] [--batch 64] [--steps 5] [--epoch 29]
 
 Each config (default: every `config/demo/*pretrain*.yaml` and `*clrtuning*.yaml`, i.e. each method's
 demo pretraining on the bundled NW-UCLA data) is built by the Pretrain processor exactly as
@@ -23,7 +23,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 
-def measure(config: str, batch: int, steps: int) -> dict:
+def measure(config: str, batch: int, steps: int, epoch: int = 0) -> dict:
     import resource
     import time
 
@@ -51,7 +51,7 @@ def measure(config: str, batch: int, steps: int) -> dict:
             it = iter(proc.train_loader)
             x, label, index = next(it)
         t0 = time.perf_counter()
-        proc.train_step(x, label, index, 0, step)
+        proc.train_step(x, label, index, epoch, step)
         if step:  # the first step warms up
             times.append(time.perf_counter() - t0)
     seconds = sorted(times)[len(times) // 2]
@@ -74,15 +74,18 @@ def main():
     p.add_argument("--configs", nargs="*", default=None)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--epoch", type=int, default=0,
+                   help="0-based epoch the steps belong to: a later phase (AimCLR's mining, ASAR's active "
+                        "sampling, HYSP's Poincare loss) is timed with e.g. --epoch 29")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child process: measure this config, print JSON
     args = p.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.batch, args.steps)))
+        print(json.dumps(measure(args.one, args.batch, args.steps, args.epoch)))
         return
     rows = []
     for config in args.configs or default_configs():
         out = subprocess.run([sys.executable, __file__, "--one", config, "--batch", str(args.batch), "--steps",
-                              str(args.steps)], capture_output=True, text=True, cwd=REPO_ROOT)
+                              str(args.steps), "--epoch", str(args.epoch)], capture_output=True, text=True, cwd=REPO_ROOT)
         if out.returncode != 0:
             print(f"{config}: failed\n{out.stderr[-1500:]}", file=sys.stderr)
             continue
@@ -93,7 +96,7 @@ def main():
         rel = f"{r['samples_per_s'] / ref['samples_per_s']:.2f}x" if ref else "-"
         print(f"{r['config']:<45} {r['model']:<28} {r['samples_per_s']:>10} {r['s_per_step']:>8} {rel:>15} "
               f"{r['peak_rss_mb']:>8}")
-    print(f"(batch {args.batch}, median of {args.steps} steps after a warm-up, {rows[0]['threads'] if rows else '?'} "
+    print(f"(batch {args.batch}, epoch {args.epoch}, median of {args.steps} steps after a warm-up, {rows[0]['threads'] if rows else '?'} "
           f"threads, one process per config)")
 
 
