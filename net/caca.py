@@ -46,7 +46,6 @@ from torchlight.util import import_class
 from .modules import copy_params, momentum_update, weights_init
 
 
-
 def byol_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """2 - 2 cos(a, b) per row: the normalised squared distance of BYOL."""
     return 2 - 2 * (F.normalize(a, dim=-1) * F.normalize(b, dim=-1)).sum(dim=-1)

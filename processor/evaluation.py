@@ -80,12 +80,13 @@ def extract_features(model, loader, stream: str, layout, device, autocast, desc=
 
 
 def head_dims(head: torch.nn.Module) -> tuple:
-    """(in, out) features of a classification head: a Linear, or a module wrapping one (HYSP's
-    hyperbolic head wraps a MobiusLinear)."""
-    layer = next((m for m in head.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")), None)
-    if layer is None:
+    """(in, out) features of a classification head: a Linear, or a module wrapping linear layers (HYSP's
+    hyperbolic head wraps a MobiusLinear): the first layer's input, the last layer's output."""
+    layers = [m for m in head.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
+    if not layers:
         raise TypeError(f"cannot find the input width of the head {type(head).__name__}")
-    return layer.in_features, layer.out_features
+    return layers[0].in_features, layers[-1].out_features
+
 
 class FeatureSet(torch.utils.data.Dataset):
     """Cached features served like a dataset (whole batches at once)."""
