@@ -441,13 +441,14 @@ class Processor:
     def weights_digest(self) -> str | None:
         """sha256 of the `weights` file (once): the same path with other contents is another run. None
         without weights, or when the file is gone (a resumed run no longer reads it)."""
-        if not self.cfg.get("weights") or not os.path.isfile(resolve_path(self.cfg["weights"])):
+        path = resolve_path(self.cfg["weights"]) if self.cfg.get("weights") else None
+        if not path or not os.path.isfile(path):
             return None
         if getattr(self, "_weights_digest", None) is None:
             import hashlib
 
             digest = hashlib.sha256()
-            with open(resolve_path(self.cfg["weights"]), "rb") as f:
+            with open(path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
             self._weights_digest = digest.hexdigest()
