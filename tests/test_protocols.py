@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from processor import get_processor
-from processor.evaluation import Evaluation
+from processor.evaluation import Evaluation, head_dims
 from processor.pretrain import Pretrain
 from test_processors import eval_config, pretrain_config
 from torchlight.io import load_checkpoint
@@ -113,3 +113,16 @@ def test_every_stgcn_method_under_every_protocol(method_checkpoint, protocol, nw
     assert (tmp_path / "test_result.pkl").is_file()
     if protocol == "semi":
         assert results["label_fraction"] == 0.2 and len(proc.train_set) == 10  # 1 of 5 per class, 10 classes
+
+
+def test_head_dims_reads_the_first_input_and_the_last_output():
+    """The probe's BatchNorm takes the head's input width, the label check its output width: for a
+    multi-layer head those are different layers (the first layer's output is a hidden width)."""
+    from net.hysp import MobiusLinear
+
+    assert head_dims(torch.nn.Linear(8, 4)) == (8, 4)
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    assert head_dims(mlp) == (8, 4)
+    assert head_dims(torch.nn.Sequential(MobiusLinear(8, 5))) == (8, 5)  # HYSP's hyperbolic head
+    with pytest.raises(TypeError, match="ReLU"):
+        head_dims(torch.nn.ReLU())
