@@ -1,4 +1,10 @@
-"""The ST-GCN skeleton graph (Yan et al., AAAI 2018): adjacency partitions built from a layout."""
+"""Skeleton graphs built from a layout: the ST-GCN partitions (Yan et al., AAAI 2018) and the 2s-AGCN one.
+
+`spatial` / `distance` / `uniform` are ST-GCN's partitions (the CrosSCLR / AimCLR lineage). `agcn` is the
+2s-AGCN labelling (Shi et al., CVPR 2019) that SkeleMixCLR's encoders build (its `net/utils/ntu_rgb_d.py`):
+three subsets [I, inward, outward], where inward links every joint to its parent on the way to the
+layout's centre and outward is the reverse, each column-normalised.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -26,17 +32,37 @@ def normalize_digraph(a: np.ndarray) -> np.ndarray:
     return a @ np.diag(inv)
 
 
-class Graph:
-    """Adjacency tensor A (K, V, V) for the `uniform`, `distance` or `spatial` partition.
+def agcn_partition(num_node: int, parents) -> np.ndarray:
+    """(3, V, V) [I, In, Out] of 2s-AGCN: In[p, j] = 1 for every joint j with parent p (columns summing to
+    one, since a joint has one parent), Out = its transpose with each column divided by the child count."""
+    inward = np.zeros((num_node, num_node))
+    for joint, parent in enumerate(parents):
+        if joint != parent:  # the centre is its own parent: no link
+            inward[parent, joint] = 1
+    return np.stack([np.eye(num_node), normalize_digraph(inward), normalize_digraph(inward.T)])
 
-    layout: a built-in name ('ntu-rgb+d', 'nw-ucla'), a layout YAML file, a dict or a Layout.
+
+STRATEGIES = ("uniform", "distance", "spatial", "agcn")
+
+
+class Graph:
+    """Adjacency tensor A (K, V, V) for the `uniform`, `distance` or `spatial` partition of ST-GCN, or the
+    `agcn` labelling of 2s-AGCN (K = 3; max_hop and dilation do not apply to it).
+
+    layout: a built-in name ('ntu-rgb+d', 'nw-ucla', ...), a layout YAML file, a dict or a Layout.
     """
 
     def __init__(self, layout="ntu-rgb+d", strategy: str = "spatial", max_hop: int = 1, dilation: int = 1):
         self.layout = get_layout(layout)
         self.num_node = self.layout.num_joints
         self.center = self.layout.center
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown graph strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        self.strategy = strategy
         self.hop_dis = hop_distance(self.num_node, self.layout.edges, max_hop)
+        if strategy == "agcn":
+            self.A = agcn_partition(self.num_node, self.layout.parents).astype(np.float32)
+            return
         valid_hop = range(0, max_hop + 1, dilation)
         adjacency = np.zeros((self.num_node, self.num_node))
         for hop in valid_hop:
@@ -46,10 +72,8 @@ class Graph:
             self.A = norm[None]
         elif strategy == "distance":
             self.A = np.stack([norm * (self.hop_dis == hop) for hop in valid_hop])
-        elif strategy == "spatial":
-            self.A = self._spatial(norm, valid_hop)
         else:
-            raise ValueError(f"unknown graph strategy {strategy!r}: use uniform, distance or spatial")
+            self.A = self._spatial(norm, valid_hop)
         self.A = self.A.astype(np.float32)
 
     def _spatial(self, norm: np.ndarray, valid_hop) -> np.ndarray:

@@ -281,6 +281,46 @@ def test_skelemixclr_plus_config_converts(tmp_path):
     assert cfg["model"] == "net.skelemixclr.SkeleMixCLR" and cfg["model_args"]["base_encoder"] == "net.st_gcn.Model"
     assert cfg["train_feeder"] == "feeder.multi_feeder.Feeder_multi"
     assert cfg["model_args"]["swap_cfg"]["swap_params"] == [[2, 3, 7, 11, 3, 1.0]]
+    # upstream's encoder builds the 2s-AGCN graph whatever graph_args say
+    assert cfg["model_args"]["graph_args"] == {"layout": "ntu-rgb+d", "strategy": "agcn"}
+    assert "-> 'agcn'" in out.read_text()
+
+
+# czhaneva/SkeleMixCLR config/linear_eval/linear_eval_skelemixclr_multi_swap_ntu.yaml, its model part (paths shortened):
+# the lineage's class names, but SkeleMixCLR's net/st_gcn.py builds the 2s-AGCN graph
+SKELEMIX_LINEAR = """
+work_dir: work_dir/seed2/skeclr_multi_swap/semantic_swap/64_3_1/st_gcn/agcn_graph/ntu/joint/LE_0_xview
+weights: work_dir/seed2/skeclr_multi_swap/semantic_swap/64_3_1/st_gcn/agcn_graph/ntu/joint/0_xview/epoch300_model.pt
+ignore_weights: [encoder_q.fc, encoder_k, queue, encoder_q.Ap]
+train_feeder: feeder.ntu_feeder.Feeder_single
+train_feeder_args: {data_path: ./data/train_position.npy, label_path: ./data/train_label.pkl}
+test_feeder: feeder.ntu_feeder.Feeder_single
+test_feeder_args: {data_path: ./data/val_position.npy, label_path: ./data/val_label.pkl}
+model: net.skeletonclr.SkeletonCLR
+model_args:
+  base_encoder: net.st_gcn.Model
+  pretrain: False
+  in_channels: 3
+  hidden_channels: 16
+  hidden_dim: 256
+  num_class: 60
+  dropout: 0.5
+  graph_args: {layout: 'ntu-rgb+d', strategy: 'spatial'}
+  edge_importance_weighting: True
+base_lr: 3.0
+step: [80]
+num_epoch: 150
+"""
+
+
+def test_skelemixclr_linear_eval_gets_the_agcn_graph_and_lineage_configs_keep_spatial(tmp_path):
+    code, out = run(tmp_path, SKELEMIX_LINEAR)
+    assert code == 0
+    cfg = convert_config.yaml.safe_load(out.read_text())
+    assert cfg["model_args"]["graph_args"]["strategy"] == "agcn"
+    code, out = run(tmp_path, AIMCLR_PRETEXT)
+    assert code == 0
+    assert convert_config.yaml.safe_load(out.read_text())["model_args"]["graph_args"]["strategy"] == "spatial"
 
 
 # WGQ109/ASAR config/ntu60/pretext/pretext_asar_xview.yaml, as its keys and values are (paths shortened)

@@ -48,6 +48,12 @@ CLASS_MAP = {
     "hysp": "net.hysp.HYSP",  # HYSP names its models (`model: hysp`, `encoder: stgcn`)
 }
 HYSP_ENCODERS = {"stgcn": "net.st_gcn.Model"}
+# SkeleMixCLR's encoders (net/st_gcn_swap.py, and its net/st_gcn.py that evaluation builds) take their
+# adjacency from the 2s-AGCN graph whatever graph_args say: such configs get `strategy: agcn`. Its evaluation
+# configs name the lineage's classes, so they are told apart by what only SkeleMixCLR writes.
+SKELEMIX_CLASSES = {"net.skeletonclr_multi_swapv2.SkeletonCLR", "net.skeletonclr_multi_swap.SkeletonCLR",
+                    "net.st_gcn_swap.Model"}
+SKELEMIX_MARKS = ("agcn_graph", "skelemixclr", "skeclr_multi_swap", "encoder_q.Ap")
 # per model: upstream model_args renamed here, and ones this class implies (dropped without a report)
 ARG_RENAMES = {"net.stars.STARS": {"predictor_hidden_dim": "hidden_dim"}}
 IMPLIED_ARGS = {"net.stars.STARS": {"base_encoder", "pretrain"}}
@@ -118,7 +124,20 @@ class Conversion:
         self.unmapped.append(f"{key}: {value!r}" + (f" ({why})" if why else ""))
 
     # --- model ------------------------------------------------------------------------------------
+    def uses_agcn_graph(self, model: str, args: dict) -> bool:
+        """Whether the upstream config comes from SkeleMixCLR, whose encoders build the 2s-AGCN graph."""
+        if model in SKELEMIX_CLASSES or args.get("base_encoder") in SKELEMIX_CLASSES:
+            return True
+        text = " ".join(str(self.src.get(k, "")) for k in ("work_dir", "weights", "ignore_weights"))
+        return any(mark in text for mark in SKELEMIX_MARKS)
+
     def map_model(self, model: str, args: dict) -> tuple:
+        if self.uses_agcn_graph(model, args):
+            graph = dict(args.get("graph_args") or {"layout": "ntu-rgb+d"})
+            if graph.get("strategy") != "agcn":
+                self.note(f"graph_args.strategy {graph.get('strategy')!r} -> 'agcn': SkeleMixCLR's encoders build "
+                          f"the 2s-AGCN graph (its net/utils/ntu_rgb_d.py) whatever graph_args say")
+            args["graph_args"] = {**graph, "strategy": "agcn"}
         model = CLASS_MAP.get(model, model)
         if model == "net.hysp.HYSP":  # `encoder` (pretext) / `base_encoder` (eval) name the encoder
             name = args.pop("encoder", None) or args.get("base_encoder") or "stgcn"
