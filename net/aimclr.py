@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .modules import enqueue, info_nce, moco_logits, momentum_update, top1_of_positive
+from .modules import at_least_float32, enqueue, info_nce, moco_logits, momentum_update, top1_of_positive
 from .skeletonclr import SkeletonCLR
 
 
@@ -24,7 +24,7 @@ from .skeletonclr import SkeletonCLR
 def energy_attention(x: torch.Tensor, e_lambda: float = 1e-4) -> torch.Tensor:
     """SimAM attention of a feature map x (NM, C, T, V): sigmoid(d / (4 (sum d / (T V - 1) + lambda)) + 1/2),
     d = (x - mean over T, V)^2, per sample and channel. Large where an entry stands out."""
-    x = x.float()
+    x = at_least_float32(x)
     d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
     var = d.sum(dim=(2, 3), keepdim=True) / (x.shape[2] * x.shape[3] - 1)
     return torch.sigmoid(d / (4 * (var + e_lambda)) + 0.5)
@@ -44,14 +44,14 @@ def attention_drop(x: torch.Tensor, keep_prob: float = 0.7, e_lambda: float = 1e
     The masks carry no gradient (upstream overwrote every entry with constants).
     """
     att = energy_attention(x, e_lambda)
-    joints = _keep_scaled((att.mean(dim=(1, 2), keepdim=True) < keep_prob).float())  # (NM, 1, 1, V)
-    entries = _keep_scaled((att < keep_prob).float())  # (NM, C, T, V)
+    joints = _keep_scaled((att.mean(dim=(1, 2), keepdim=True) < keep_prob).to(att.dtype))  # (NM, 1, 1, V)
+    entries = _keep_scaled((att < keep_prob).to(att.dtype))  # (NM, C, T, V)
     return x * (joints * entries).to(x.dtype)
 
 
 def ddm_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """mean_n(-sum_j target_nj log softmax(logits)_nj): upstream's log(softmax), as a log_softmax."""
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+    return -(target * F.log_softmax(at_least_float32(logits), dim=1)).sum(dim=1).mean()
 
 
 def neighbour_positives(*queue_logits: torch.Tensor, topk: int = 1) -> torch.Tensor:
@@ -64,7 +64,7 @@ def neighbour_positives(*queue_logits: torch.Tensor, topk: int = 1) -> torch.Ten
 
 def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """mean_n(-sum_j pos_nj log softmax(logits)_nj / sum_j pos_nj)."""
-    log_p = F.log_softmax(logits.float(), dim=1)
+    log_p = F.log_softmax(at_least_float32(logits), dim=1)
     return (-(positives * log_p).sum(dim=1) / positives.sum(dim=1)).mean()
 
 
@@ -112,7 +112,7 @@ class AimCLR(SkeletonCLR):
             k = F.normalize(self.encoder_k(x_k), dim=1)
         queue = self.queue.clone().detach()
         logits, logits_e, logits_ed = (moco_logits(z, k, queue, self.T) for z in (q, q_e, q_ed))
-        target = F.softmax(logits.detach().float(), dim=1)
+        target = F.softmax(at_least_float32(logits.detach()), dim=1)
         ddm = (ddm_loss(logits_e, target) + ddm_loss(logits_ed, target)) / 2
         mining = self.mines(int(batch["epoch"]))
         if mining:

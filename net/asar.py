@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from torchlight.dist import all_gather_cat, broadcast
 
-from .modules import enqueue, moco_logits, momentum_update, top1_of_positive
+from .modules import at_least_float32, enqueue, moco_logits, momentum_update, top1_of_positive
 from .skeletonclr import SkeletonCLR
 
 
@@ -37,7 +37,7 @@ def key_confidence(pseudo_logits: torch.Tensor) -> torch.Tensor:
 
     Clamped at 0: rounding can put the entropy of a flat row a hair above log(columns), which upstream
     turned into tiny negative target weights."""
-    log_p = F.log_softmax(pseudo_logits.float(), dim=1)
+    log_p = F.log_softmax(at_least_float32(pseudo_logits), dim=1)
     entropy = -(log_p.exp() * log_p).sum(dim=1)
     return (1.0 - entropy / math.log(pseudo_logits.shape[1])).clamp_min(0.0)
 
@@ -50,7 +50,7 @@ def relabel_targets(k: torch.Tensor, queue: torch.Tensor, nn_num: int = 5, tempe
     divided by the row sum 1 + nn_num c_n; c_n = key_confidence(k_n . queue / temperature).
     """
     with _float32(k.device):
-        sims = k.float() @ queue.float() / temperature
+        sims = at_least_float32(k) @ at_least_float32(queue).to(at_least_float32(k).dtype) / temperature
         conf = key_confidence(sims)
         neighbours = torch.zeros_like(sims).scatter_(1, sims.topk(nn_num, dim=1).indices, 1.0)
         targets = torch.cat([torch.ones_like(sims[:, :1]), neighbours * conf[:, None]], dim=1)
@@ -59,7 +59,7 @@ def relabel_targets(k: torch.Tensor, queue: torch.Tensor, nn_num: int = 5, tempe
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """mean_n(-sum_j target_nj log softmax(logits)_nj), in float32."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+    return -(targets * F.log_softmax(at_least_float32(logits), dim=1)).sum(dim=1).mean()
 
 
 # ----------------------------------------------------------------------------- active sampling
@@ -71,8 +71,8 @@ def gradient_embeddings(q: torch.Tensor, candidates: torch.Tensor) -> torch.Tens
     backward through encoder_q and discarded the result with the next zero_grad).
     """
     with torch.enable_grad(), _float32(q.device):
-        cand = candidates.detach().float().requires_grad_(True)
-        logits = q.detach().float() @ cand.T
+        cand = at_least_float32(candidates.detach()).requires_grad_(True)
+        logits = at_least_float32(q.detach()).to(cand.dtype) @ cand.T
         target = torch.arange(q.shape[0], device=q.device)
         (grad,) = torch.autograd.grad(F.cross_entropy(logits, target), cand)
     return grad

@@ -43,7 +43,7 @@ from torch import nn
 from feeder.streams import STREAMS, to_stream
 from torchlight.util import import_class
 
-from .modules import copy_params, momentum_update, weights_init
+from .modules import at_least_float32, copy_params, momentum_update, weights_init
 
 
 def byol_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -82,7 +82,7 @@ def vote_mask(sims: list, topk: int, threshold: int) -> torch.Tensor:
 
 def cscl_loss(sim: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """-mean_i sum_j Y_ij log softmax_j(sim_i): soft cross-entropy toward the shared pseudo-label."""
-    sim = sim.to(torch.promote_types(sim.dtype, torch.float32))  # at least fp32 under autocast
+    sim = at_least_float32(sim)
     return -(positives * F.log_softmax(sim, dim=1)).sum(dim=1).mean()
 
 

@@ -35,7 +35,7 @@ from torch import nn
 from feeder.streams import to_stream
 from torchlight.util import import_class
 
-from .modules import (copy_params, enqueue, info_nce, init_queue, mlp_projector, moco_logits, momentum_update,
+from .modules import (at_least_float32, copy_params, enqueue, info_nce, init_queue, mlp_projector, moco_logits, momentum_update,
                       top1_of_positive, weights_init)
 
 SUFFIX = {"joint": "", "motion": "_motion", "bone": "_bone"}
@@ -52,8 +52,8 @@ def cross_view_loss(l_pos: torch.Tensor, l_neg: torch.Tensor, l_neg_partner: tor
     if context:
         blocks.append(l_neg * l_neg_partner)
         masks.append(mined)
-    logits = torch.cat(blocks, dim=1).float() / temperature
-    pos = torch.cat(masks, dim=1).float()
+    logits = at_least_float32(torch.cat(blocks, dim=1)) / temperature
+    pos = torch.cat(masks, dim=1).to(logits.dtype)
     return -((F.log_softmax(logits, dim=1) * pos).sum(1) / pos.sum(1)).mean()
 
 

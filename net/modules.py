@@ -8,6 +8,12 @@ from torch import nn
 from torchlight.dist import all_gather_cat
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 when it is half precision (autocast), unchanged in float32 / float64: losses and
+    similarity logits never run in fp16 / bf16, and float64 stays float64 (the upstream goldens)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def weights_init(m: nn.Module):
     """The lineage's initialisation: conv / linear N(0, 0.02), BN weight N(1, 0.02), biases 0."""
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
@@ -70,7 +76,7 @@ def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperatu
 
 def info_nce(logits: torch.Tensor) -> torch.Tensor:
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-    return F.cross_entropy(logits.float(), target)
+    return F.cross_entropy(at_least_float32(logits), target)
 
 
 def top1_of_positive(logits: torch.Tensor) -> torch.Tensor:

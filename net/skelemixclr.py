@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import copy_params, enqueue, momentum_update, top1_of_positive, weights_init
+from .modules import at_least_float32, copy_params, enqueue, momentum_update, top1_of_positive, weights_init
 from .skeletonclr import SkeletonCLR
 
 # Semantic body parts, 1-based joint ids. NTU RGB+D (Kinect v2): the paper's five parts
@@ -126,7 +126,7 @@ def nce(pos, queue_logits, extra=None, temperature=0.2):
     cols = [pos[:, None], queue_logits] + ([extra[:, None]] if extra is not None else [])
     logits = torch.cat(cols, dim=1) / temperature
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
-    return F.cross_entropy(logits.float(), target), logits
+    return F.cross_entropy(at_least_float32(logits), target), logits
 
 
 class SkeleMixCLR(SkeletonCLR):
