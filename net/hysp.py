@@ -5,8 +5,8 @@ Pretraining (`pretrain: true`), one stream per run (the loop converts the views 
   online_encoder    ST-GCN, hidden_channels 64, last block 1024 wide, no classifier (pooled, persons averaged)
   online_projector  Linear(1024, 1024) - BN - ReLU - Linear(1024, 1024)   (keys net.0, net.1, net.3)
   online_predictor  the same shape, on the projection
-  target_encoder / target_projector   EMA copies (constant decay 0.999, parameters only, after every
-                    optimiser step via `after_optimizer_step`), never trained by the optimiser
+  target_encoder / target_projector   EMA copies (constant decay 0.999, parameters only), never trained by
+                    the optimiser; `ema_update` says when they move (below)
 
 Views: [strong, weak] (feeder `Feeder_double`). Per direction, q = predictor(projector(encoder(view_a))) and
 k = target_projector(target_encoder(view_b)) without gradient; both are mapped to the Poincaré ball of
@@ -21,6 +21,11 @@ lam(e) = clip((e - (e0 - 1)) / ((e1 - 1) - (e0 - 1)), 0, 1) (rounded through flo
 torch.max / torch.min of a float32 tensor), e0 = initial_hyper_epoch, e1 = final_hyper_epoch;
 `curriculum: false` gives lam = 1; `hyper: false` is plain cosine BYOL on the raw outputs (upstream's
 TrainLearner). As upstream, a term whose weight is 0 (lam <= 1e-7 or >= 1 - 1e-7) is not differentiated.
+
+EMA timing (`ema_update`). Upstream updates the targets in Lightning's `on_before_zero_grad`, which its
+automatic optimisation calls inside the step closure after the forward pass and before backward, so with
+the online weights of the previous step: `before_backward` (the default, what the paper's code computed).
+`after_step` updates them from the weights the optimiser step just wrote (BYOL's order; opt-in).
 
 The self-pacing is implicit in the distance (no weight is computed). Note, checked numerically in
 tests/test_hysp.py: the Euclidean gradient of d_c wrt the online point x has norm 2 / (1 - c|x|^2) for ANY
@@ -214,6 +219,9 @@ class _Classifier(nn.Module):
         return self.net(expmap0(features, self.c) if self.hyper else features)
 
 
+EMA_UPDATES = ("before_backward", "after_step")
+
+
 def curriculum_weight(epoch: int, initial_hyper_epoch: int, final_hyper_epoch: int) -> float:
     """lam(epoch) of upstream's HyperTrainLearner (0-based epoch), float32-rounded as upstream's clip."""
     span = (final_hyper_epoch - 1) - (initial_hyper_epoch - 1)
@@ -226,8 +234,11 @@ class HYSP(nn.Module):
                  out_channels=1024, projection_hidden_size=(1024, 1024), predictor_hidden_size=(1024, 1024),
                  num_classes=60, moving_average_decay=0.999, dropout=0.5, graph_args=None,
                  edge_importance_weighting=True, hyper=True, hyper_c=1.0, curriculum=True, initial_hyper_epoch=50,
-                 final_hyper_epoch=100, encoder_lr=None, clip_r=None):
+                 final_hyper_epoch=100, encoder_lr=None, clip_r=None, ema_update="before_backward"):
         super().__init__()
+        if ema_update not in EMA_UPDATES:
+            raise ValueError(f"ema_update {ema_update!r}: use one of {', '.join(EMA_UPDATES)}")
+        self.ema_update = ema_update
         if curriculum and hyper and pretrain and final_hyper_epoch <= initial_hyper_epoch:
             raise ValueError(f"final_hyper_epoch ({final_hyper_epoch}) must be > initial_hyper_epoch "
                              f"({initial_hyper_epoch}); upstream divides by their difference")
@@ -262,12 +273,18 @@ class HYSP(nn.Module):
         return curriculum_weight(epoch, self.initial_hyper_epoch, self.final_hyper_epoch)
 
     @torch.no_grad()
-    def after_optimizer_step(self, epoch: int):
+    def update_targets(self):
         """target <- decay * target + (1 - decay) * online, encoder and projector, parameters only."""
-        if not self.pretrain:
-            return
         momentum_update(self.online_encoder, self.target_encoder, self.decay)
         momentum_update(self.online_projector, self.target_projector, self.decay)
+
+    def before_backward(self, epoch: int):
+        if self.pretrain and self.ema_update == "before_backward":
+            self.update_targets()
+
+    def after_optimizer_step(self, epoch: int):
+        if self.pretrain and self.ema_update == "after_step":
+            self.update_targets()
 
     def param_groups(self, cfg: dict) -> list:
         """The trainable encoder at `encoder_lr` (as a scale of base_lr) and the rest at base_lr."""

@@ -83,6 +83,9 @@ class Pretrain(Processor):
         self.iteration += 1
         if not self.check_finite(out["loss"], epoch, step, index, self.train_set):
             return None
+        before_backward = getattr(self.module, "before_backward", None)
+        if before_backward is not None:  # e.g. HYSP's EMA where upstream's Lightning hook ran it
+            before_backward(epoch)
         self.backward_step(out["loss"])
         after_step = getattr(self.module, "after_optimizer_step", None)
         if after_step is not None:  # e.g. BYOL-style target networks, updated from the new online weights

@@ -252,7 +252,7 @@ def test_targets_start_equal_frozen_and_follow_the_ema_on_parameters_only():
             if p.requires_grad:
                 p.add_(1.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    model.after_optimizer_step(0)
+    model.update_targets()
     params = {n for n, _ in model.named_parameters()}
     for k, v in model.state_dict().items():
         if k.startswith("target_") and k in params:
@@ -615,6 +615,29 @@ def test_pretraining_crosses_into_the_hyperbolic_phase(pretrained):
     e1 = load_checkpoint(str(pretrained / "epoch1_model.pt"))["model"]
     assert any(not torch.equal(e1[k], e1[k.replace("target_", "online_", 1)])
                for k in e1 if k.startswith("target_") and k.endswith("weight"))
+
+
+@pytest.mark.parametrize("ema_update", ["before_backward", "after_step"])
+def test_targets_move_from_the_online_weights_before_or_after_the_step(nw_ucla_small, tmp_path, ema_update):
+    """before_backward (upstream's Lightning hook): the targets follow the online weights the forward pass used;
+    after_step: the weights the optimiser step wrote. One real training step, both timings."""
+    cfg = pretrain_cfg(nw_ucla_small, tmp_path)
+    cfg["model_args"].update(moving_average_decay=0.5, ema_update=ema_update)
+    proc = Pretrain(cfg, name="pretrain_hysp")
+    model = proc.module
+    online0 = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("online_")}
+    target0 = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("target_")}
+    x, label, index = next(iter(proc.train_loader))
+    proc.train_step(x, label, index, 0, 0)
+    online1 = {n: p.detach() for n, p in model.named_parameters() if n.startswith("online_")}
+    source = online0 if ema_update == "before_backward" else online1
+    moved = 0
+    for name, p in model.named_parameters():
+        if name.startswith("target_"):
+            twin = name.replace("target_", "online_", 1)
+            torch.testing.assert_close(p.detach(), 0.5 * target0[name] + 0.5 * source[twin], rtol=0, atol=1e-6)
+            moved += not torch.equal(online0[twin], online1[twin])
+    assert moved > 10  # the step changed the online weights, so the two timings give other targets
 
 
 def test_resume_continues_exactly(pretrained, nw_ucla_small, tmp_path):
