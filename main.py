@@ -11,7 +11,7 @@ from feeder.ntu_feeder import DataError
 from processor import PROCESSORS, get_processor
 from processor.base import TrainingError
 from torchlight.config import ConfigError, load_yaml, parse_overrides, set_dotted
-from torchlight.io import CheckpointError
+from torchlight.io import CheckpointError, WorkDirBusy
 
 USAGE = "usage: python main.py <processor> --config path.yaml [--key value] [--section.key value] ..."
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         cfg = build_config(processor_cls, implied, rest)
         command = "python main.py " + " ".join(shlex.quote(a) for a in argv)
         processor_cls(cfg, name=name, command=command).run()
-    except (ConfigError, CheckpointError, DataError, TrainingError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, DataError, TrainingError, FileNotFoundError, WorkDirBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, unwritable file: the message names the file; checkpoints are atomic

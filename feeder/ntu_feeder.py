@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from torchlight.io import load_pickle
 
 from . import augment
 from .layouts import get_layout
@@ -29,8 +30,7 @@ def read_labels(label_path: str) -> tuple:
     if not os.path.isfile(label_path):
         raise DataError(f"label file not found: {label_path}")
     try:
-        with open(label_path, "rb") as f:
-            obj = pickle.load(f)
+        obj = load_pickle(label_path)  # plain data only: a label file from the internet runs no code
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad label file
         raise DataError(f"label file {label_path} cannot be read ({type(e).__name__}: {e})") from None
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):

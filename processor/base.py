@@ -20,8 +20,8 @@ from torch.utils.data.distributed import DistributedSampler
 from feeder.ntu_feeder import identity_collate
 from torchlight import dist
 from torchlight.config import ConfigError, dump, resolve_path, validate
-from torchlight.io import (CheckpointError, atomic_save, atomic_write_text, load_checkpoint, load_weights,
-                           remove_stale_temp_files)
+from torchlight.io import (CheckpointError, WorkDirLock, atomic_save, atomic_write_text, load_checkpoint,
+                           load_weights, remove_stale_temp_files)
 from torchlight.log import Logger
 from torchlight.seed import WorkerInit, get_rng_state, seed_everything, set_rng_state
 from torchlight.util import instantiate
@@ -41,6 +41,7 @@ BASE_DEFAULTS = {
     "sync_bn": False,
     "resume": "auto",
     "weights": None,
+    "trust_checkpoint": False,  # load `weights` / `resume` files that need a full pickle (runs their code)
     "ignore_weights": [],
     "rename_weights": {},
     "model": None,
@@ -85,9 +86,9 @@ BASE_DEFAULTS = {
 }
 ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `view`
 # Keys that may change between a run and its resume (they do not change what is computed).
-RUNTIME_KEYS = {"resume", "num_worker", "device", "use_gpu", "log_interval", "print_log", "save_log", "progress",
-                "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug", "pavi_log",
-                "test_batch_size", "config", "work_dir"}
+RUNTIME_KEYS = {"resume", "trust_checkpoint", "num_worker", "device", "use_gpu", "log_interval", "print_log",
+                "save_log", "progress", "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug",
+                "pavi_log", "test_batch_size", "config", "work_dir"}
 
 
 @torch.no_grad()
@@ -122,8 +123,10 @@ class Processor:
         self.device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
         self.is_main = self.rank == 0
         self.work_dir = resolve_path(cfg["work_dir"])
-        if self.is_main:
+        self.lock = None
+        if self.is_main:  # only rank 0 writes the work_dir, and only one run at a time
             self._check_work_dir()
+            self.lock = WorkDirLock(self.work_dir, command)
         self.logger = Logger(self.work_dir, enabled=self.is_main, tensorboard=cfg["tensorboard"],
                              wandb_cfg=cfg["wandb"], run_config=cfg)
         self.command = command
@@ -249,11 +252,14 @@ class Processor:
         return []
 
     def load_pretrained(self, path: str):
+        if self.cfg["trust_checkpoint"]:
+            self.log(f"warning: trust_checkpoint is on: {path} may be loaded with a full pickle, which runs any code "
+                     f"the file names. Only for files you trust; `tools/convert_checkpoint.py` makes a safe copy")
         rename = self.cfg["rename_weights"] or {}
         if isinstance(rename, list):  # lineage form ['old.new'] is ActCLR's copy rule, not a rename
             raise ConfigError("`rename_weights` takes a mapping {old_prefix: new_prefix}")
         report = load_weights(self.model, path, ignore=self.cfg["ignore_weights"], rename=rename,
-                              allow_missing=self.allowed_missing())
+                              allow_missing=self.allowed_missing(), trust=self.cfg["trust_checkpoint"])
         self.log(report.summary())
 
     def trainable_parameters(self):
@@ -455,7 +461,7 @@ class Processor:
         return self._weights_digest
 
     def restore(self, path: str):
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, trust=self.cfg["trust_checkpoint"])
         self.model.load_state_dict(state["model"])
         self.load_optimizer_state(state["optimizer"], state.get("optimizer_params"), path)
         self.scaler.load_state_dict(state["scaler"])
@@ -497,6 +503,8 @@ class Processor:
         finally:
             self.logger.close()
             dist.cleanup()
+            if self.lock is not None:
+                self.lock.release()
 
     def train(self):
         cfg = self.cfg

@@ -364,8 +364,9 @@ def test_rng_state_survives_checkpoint(tmp_path):
     assert draws(gen2) == first
 
 
-def test_full_pickle_checkpoint_falls_back(tmp_path):
-    """Lightning / old checkpoints hold non-tensor objects that weights_only refuses."""
+def test_checkpoint_with_an_argparse_namespace_loads_without_a_full_pickle(tmp_path):
+    """Lightning / MAE checkpoints hold argparse Namespaces, which the checkpoint loader admits (and nothing
+    else beyond tensors: tests/test_security.py)."""
     import argparse
 
     sd = Classifier().state_dict()

@@ -5,11 +5,13 @@
     python tools/convert_checkpoint.py epoch-300.ckpt hysp.pt  [--drop target_]   (HYSP: `model.` stripped)
     python tools/convert_checkpoint.py crossclr_3views.pt crossclr_motion.pt --stream motion   (one stream)
 
-Every loader here already reads the upstream layouts as they are (`weights:` points at them), so this
-tool is for what loading cannot do: files that need `weights_only=False` to open (MAMP's `args`
-Namespace, Lightning's hyper-parameters: unpickling runs code, so convert once, then share the safe
-file), renaming keys once instead of in every config, keeping only the encoder a evaluation needs,
-and a report of what the file holds. Recognised layouts:
+Every loader here already reads the upstream layouts as they are (`weights:` points at them, without
+running code: torchlight.io.load_checkpoint), so this tool is for what loading cannot do: a file that
+names other objects (a class of a package you lack, or anything a full pickle would have to run) is
+read *inertly*: every such object becomes an empty stand-in that records its arguments, nothing the file
+names is imported or called, and only the tensors are kept (the report lists the stand-ins; `--trust`
+uses a full pickle instead). Also: renaming keys once instead of in every config, keeping only the
+encoder an evaluation needs, and a report of what the file holds. Recognised layouts:
 - `skelssl`: this project's checkpoints ({model, optimizer, ..., config}).
 - `mamp`: MAE-style {model, optimizer, epoch, scaler, args} (MAMP stage 1).
 - `lightning`: {state_dict, pytorch-lightning_version | global_step, ...} (HYSP); its `model.` prefix is
@@ -27,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,6 +39,91 @@ import torch  # noqa: E402
 
 from feeder.streams import STREAMS  # noqa: E402
 from torchlight.io import CheckpointError, atomic_save, extract_state_dict, load_checkpoint  # noqa: E402
+
+class InertObject:
+    """What an inert load makes of any object the file names beyond tensors and plain data: it records the
+    arguments, state, items and appended values it is given, and runs nothing."""
+
+    def __new__(cls, *args, **kwargs):
+        obj = object.__new__(cls)
+        obj.args, obj.items, obj.values, obj.state = args, {}, [], None
+        return obj
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __setitem__(self, key, value):
+        self.items[key] = value
+
+    def append(self, value):
+        self.values.append(value)
+
+    def extend(self, values):
+        self.values.extend(values)
+
+
+def inert_pickle_module(stand_ins: list):
+    """A pickle module for torch.load whose unpickler resolves torch's weights-only globals (tensors,
+    storages, containers) and plain numpy data, and makes every other global an InertObject subclass."""
+    from torch import _weights_only_unpickler
+
+    from torchlight.io import _plain_data_globals
+
+    real = dict(_weights_only_unpickler._get_allowed_globals())
+    real.update({f"{m}.{n}": obj for (m, n), obj in _plain_data_globals().items()})
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            found = real.get(f"{module}.{name}")
+            if found is not None:
+                return found
+            stand_ins.append(f"{module}.{name}")
+            return type(name, (InertObject,), {"__module__": f"inert.{module}"})
+
+    module = types.ModuleType("inert_pickle")
+    module.Unpickler, module.Pickler = Unpickler, pickle.Pickler
+    module.load = lambda f, **kw: Unpickler(f, **kw).load()
+    module.__dict__.update({k: getattr(pickle, k) for k in ("UnpicklingError", "HIGHEST_PROTOCOL")})
+    return module
+
+
+def plain(obj):
+    """The loaded structure with stand-ins replaced by the data they hold: the items a dict subclass was
+    given, or its pickled state when that is a dict; None when they hold neither."""
+    if isinstance(obj, InertObject):
+        obj = obj.items or (obj.state if isinstance(obj.state, dict) else None)
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    return obj
+
+
+def load_inert(path: str) -> tuple:
+    """(content, stand-in names) of a checkpoint read without importing or calling what it names."""
+    stand_ins: list = []
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=inert_pickle_module(stand_ins))
+    except Exception as e:  # noqa: BLE001 - any failure means the file cannot be read this way
+        raise CheckpointError(f"{path} could not be read inertly ({type(e).__name__}: {e}); if you trust it, "
+                              f"convert with --trust") from None
+    return plain(obj), sorted(set(stand_ins))
+
+
+def read_checkpoint(path: str, trust: bool = False) -> tuple:
+    """(content, stand-in names): the safe load; a refused file inertly, or with a full pickle if `trust`."""
+    try:
+        return load_checkpoint(path), []
+    except CheckpointError as e:
+        if "was refused" not in str(e):
+            raise
+        if trust:
+            return load_checkpoint(path, trust=True), []
+        return load_inert(path)
+
 
 # what an evaluation encoder keeps, per layout: (keep prefixes, rename {old: new}, drop prefixes)
 ENCODER = {
@@ -101,9 +190,9 @@ def one_stream(state: dict, stream: str) -> dict:
     return out
 
 
-def convert(path: str, encoder_only: bool = False, rename=None, drop=(), stream=None) -> tuple:
+def convert(path: str, encoder_only: bool = False, rename=None, drop=(), stream=None, trust: bool = False) -> tuple:
     """(state_dict, info) of an upstream checkpoint."""
-    obj = load_checkpoint(path)
+    obj, stand_ins = read_checkpoint(path, trust)
     kind = detect(obj)
     state = extract_state_dict(obj, path)
     state = {k: v.detach().clone().contiguous() for k, v in state.items()}
@@ -123,6 +212,8 @@ def convert(path: str, encoder_only: bool = False, rename=None, drop=(), stream=
             raise CheckpointError(f"{path}: no encoder tensors left (layout `{kind}`); check --rename / --drop")
     info = {"source": os.path.abspath(path), "layout": kind, "encoder_only": encoder_only, "stream": stream,
             "tensors": len(state), "parameters": int(sum(v.numel() for v in state.values()))}
+    if stand_ins:
+        info["inert_objects"] = stand_ins
     if isinstance(obj, dict):
         for key in ("epoch", "global_step"):
             if isinstance(obj.get(key), int):
@@ -166,11 +257,18 @@ def main(argv=None):
     p.add_argument("--encoder_only", action="store_true", help="keep only the evaluation encoder's tensors")
     p.add_argument("--rename", nargs="*", help="key prefix renames OLD=NEW, applied first")
     p.add_argument("--drop", nargs="*", default=[], help="key prefixes to leave out")
+    p.add_argument("--trust", action="store_true",
+                   help="read a file the safe loader refuses with a full pickle (runs whatever code it names) "
+                        "instead of inertly; only for files you trust")
     p.add_argument("--stream", choices=STREAMS,
                    help="one stream of a multi-stream model (3s-CrosSCLR, 3s-CACA) as a single-stream checkpoint")
     args = p.parse_args(argv)
     try:
-        state, info = convert(args.src, args.encoder_only, parse_rename(args.rename), tuple(args.drop), args.stream)
+        if args.trust:
+            print(f"warning: --trust: {args.src} may be read with a full pickle, which runs any code it names",
+                  file=sys.stderr)
+        state, info = convert(args.src, args.encoder_only, parse_rename(args.rename), tuple(args.drop), args.stream,
+                              args.trust)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -178,6 +276,8 @@ def main(argv=None):
     torch.load(args.dst, map_location="cpu", weights_only=True)  # the point of converting: safe to load
     print(f"{args.src}: layout `{info['layout']}`, {info['tensors']} tensors, {info['parameters']:,} parameters"
           f"{' (encoder only)' if args.encoder_only else ''} -> {args.dst}")
+    if info.get("inert_objects"):
+        print(f"  read inertly: {', '.join(info['inert_objects'])} became stand-ins (nothing was imported or run)")
     return 0
 
 

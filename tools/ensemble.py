@@ -22,7 +22,6 @@ import argparse
 import itertools
 import json
 import os
-import pickle
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from feeder.ntu_feeder import DataError, read_labels  # noqa: E402
-from torchlight.io import atomic_write_json  # noqa: E402
+from torchlight.io import atomic_write_json, load_pickle  # noqa: E402
 
 STREAM_WEIGHTS = {"joint": 0.6, "bone": 0.6, "motion": 0.4}
 
@@ -50,8 +49,7 @@ def score_file(run: str, which: str) -> str:
 
 def read_scores(path: str) -> dict:
     try:
-        with open(path, "rb") as f:
-            scores = pickle.load(f)
+        scores = load_pickle(path)  # plain data only: a score file someone sent runs no code
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad score file
         raise EnsembleError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(scores, dict) or not scores:

@@ -30,6 +30,7 @@ from tqdm import tqdm  # noqa: E402
 from feeder.raw.common import InputError, Problems, say  # noqa: E402
 from feeder.raw.ctrgcn import one_hot  # noqa: E402
 from feeder.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
+from torchlight.io import load_pickle  # noqa: E402
 
 FORMATS = ("lineage", "npz")
 MAX_PERSONS = 2
@@ -47,8 +48,7 @@ def npz_name(benchmark: str, num_classes: int) -> str:
 def load_annotations(path: str) -> tuple:
     """(split dict, {name: annotation}) with the structure checked; InputError naming what is wrong."""
     try:
-        with open(path, "rb") as f:
-            anno = pickle.load(f)
+        anno = load_pickle(path)  # plain data only: a downloaded annotation file runs no code
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
         raise InputError(path, f"cannot be read as a pickle ({type(e).__name__}: {e})") from None
     if not isinstance(anno, dict) or not {"split", "annotations"} <= set(anno):

@@ -1,11 +1,13 @@
 """Atomic writes and checkpoint / weight loading that never falls back silently to random init."""
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
 import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -75,6 +77,48 @@ def remove_stale_temp_files(directory: str) -> list:
     return removed
 
 
+class WorkDirBusy(RuntimeError):
+    """Another live process holds the work_dir's lock; the message names it."""
+
+
+class WorkDirLock:
+    """One writer per work_dir: an exclusive flock on `<work_dir>/.lock`, held while the run lives.
+
+    The kernel drops the lock when the process dies, however it dies (SIGKILL included), so a killed
+    run never leaves a stale lock and the same command resumes at once. The file records who holds it
+    (pid, host, command, start time) for the message a second run gets. (flock is advisory and local:
+    two hosts writing one work_dir over NFS are not stopped by it.)
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, work_dir: str, command: str = ""):
+        import fcntl
+        import socket
+        import time
+
+        self.path = os.path.join(work_dir, self.NAME)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise WorkDirBusy(f"work_dir {work_dir} is in use by {holder}: two runs must not write one work_dir "
+                              f"(both would write latest.pt). Wait for it to end, stop it, or choose another "
+                              f"--work_dir") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                        f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({command or 'python'})\n")
+        self.file.flush()
+
+    def release(self):
+        if not self.file.closed:
+            self.file.close()  # closing the last descriptor drops the flock
+
+
 def atomic_save(obj, path: str):
     atomic_write(path, lambda f: torch.save(obj, f))
 
@@ -91,26 +135,120 @@ def atomic_pickle(path: str, obj):
     atomic_write(path, lambda f: pickle.dump(obj, f))
 
 
-def load_checkpoint(path: str):
-    """torch.load on CPU with a clear error for a missing, truncated or foreign file."""
+# --- reading files that may come from strangers --------------------------------------------------
+# A pickle can name any importable function and call it while loading (os.system, ...). Checkpoints are
+# read by torch's weights-only unpickler (tensors, containers, numbers, strings), with exactly the
+# non-tensor types the supported layouts need; data pickles (labels, scores, annotations) by
+# `load_pickle`, which admits builtin containers and scalars and numpy arrays, dtypes and scalars.
+
+# The non-tensor types of the checkpoint layouts we read: MAE / MAMP keep their argparse arguments,
+# Lightning (HYSP) keeps its hyper-parameters in an AttributeDict (a dict subclass: read as a dict).
+CHECKPOINT_GLOBALS = [argparse.Namespace] + [
+    (dict, name) for name in ("pytorch_lightning.utilities.parsing.AttributeDict",
+                              "lightning_fabric.utilities.data.AttributeDict",
+                              "lightning.fabric.utilities.data.AttributeDict")]
+TRUST_HINT = ("If you trust the file, convert it once with `python tools/convert_checkpoint.py {path} <out.pt>` "
+              "(it copies the tensors out without running anything the file names), or load it as it is with "
+              "`trust_checkpoint: true` (`--trust_checkpoint true`; a full pickle runs whatever code the file "
+              "names)")
+
+
+def _allowed_name(entry) -> str:
+    return entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
+
+
+def unsafe_globals(path: str) -> list:
+    """The globals a checkpoint names beyond what loading it here admits (empty if torch cannot tell)."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - an older torch, or a file it cannot scan
+        return []
+    allowed = {_allowed_name(g) for g in CHECKPOINT_GLOBALS}
+    return [g for g in found if g not in allowed]
+
+
+def load_checkpoint(path: str, trust: bool = False):
+    """torch.load on CPU without running code: the weights-only unpickler plus CHECKPOINT_GLOBALS.
+
+    A file that needs anything else is refused, naming the file and the globals it asks for, unless
+    `trust` (a full pickle, with a warning). Missing, empty, truncated or foreign files get a clear error.
+    """
     if not path or not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy? Use an earlier one.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e):
+        if "weights_only" not in str(e) and "Weights only" not in str(e):
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({e}); use an earlier one") from None
-        # Lightning checkpoints and old full pickles hold non-tensor objects.
-        pass
     except Exception as e:  # noqa: BLE001 - torch raises IndexError, struct.error, ... on garbage
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); "
                               f"use an earlier one") from None
+    names = unsafe_globals(path)
+    what = f"it names {', '.join(f'`{g}`' for g in names)}" if names else "it holds objects beyond tensors"
+    if not trust:
+        raise CheckpointError(f"checkpoint {path} was refused: {what}, and unpickling such a file can run code. "
+                              + TRUST_HINT.format(path=path) + ".")
+    warnings.warn(f"loading {path} with a full pickle (trust_checkpoint): {what}; this runs any code the file "
+                  f"names", stacklevel=2)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {e})") from None
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A data pickle that asks for something beyond plain data; the message names the file and the global."""
+
+
+def _latin1_encode(text, encoding="latin1", errors="strict"):
+    """`_codecs.encode` as pickles of bytes use it (protocol 2 writes bytes as latin-1 text), that codec only."""
+    if encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"codec {encoding!r} is not admitted in a data pickle")
+    return text.encode("latin1", errors)
+
+
+def _plain_data_globals() -> dict:
+    import collections
+
+    import numpy as np
+
+    allowed = {("collections", "OrderedDict"): collections.OrderedDict, ("_codecs", "encode"): _latin1_encode,
+               ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for builtins in ("builtins", "__builtin__"):  # Python 2 pickles spell the module __builtin__
+        for t in (set, frozenset, bytearray, complex, slice, range, bool, int, float, str, bytes, list, tuple, dict):
+            allowed[(builtins, t.__name__)] = t
+    multiarray = getattr(np, "_core", None) or np.core
+    for core in ("numpy.core", "numpy._core"):  # numpy 1.x / 2.x spellings
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray.multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = multiarray.numeric._frombuffer  # pickle protocol 5
+    return allowed
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles builtin containers and scalars, numpy arrays, dtypes and scalars; refuses any other global."""
+
+    def __init__(self, file, path: str):
+        super().__init__(file)
+        self.path, self.allowed = path, _plain_data_globals()
+
+    def find_class(self, module, name):
+        found = self.allowed.get((module, name))
+        if found is None:
+            raise UnsafePickleError(f"{self.path} asks to load `{module}.{name}`, which plain data (containers, "
+                                    f"numbers, strings, numpy arrays) never needs: refused, since unpickling it "
+                                    f"could run code")
+        return found
+
+
+def load_pickle(path: str):
+    """A data pickle (labels, scores, annotations) read without running code: UnsafePickleError if the file
+    names anything beyond plain data; the usual OSError / UnpicklingError / EOFError for unreadable files."""
+    with open(path, "rb") as f:
+        return PlainDataUnpickler(f, path).load()
 
 
 def extract_state_dict(obj, path: str = "<checkpoint>") -> dict:
@@ -155,7 +293,8 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def load_weights(model: torch.nn.Module, path: str, ignore=(), rename=None, allow_missing=()) -> LoadReport:
+def load_weights(model: torch.nn.Module, path: str, ignore=(), rename=None, allow_missing=(),
+                 trust: bool = False) -> LoadReport:
     """Strictly load `path` into `model`.
 
     ignore: key prefixes dropped from the file before loading (lineage `ignore_weights`).
@@ -163,8 +302,9 @@ def load_weights(model: torch.nn.Module, path: str, ignore=(), rename=None, allo
     allow_missing: model key prefixes that may stay at their initial values (the new head).
     Anything else missing, unexpected or of the wrong shape raises CheckpointError; a 1x1-conv
     head and a linear head convert into each other (the ActCLR checkpoints use a conv head).
+    trust: load a file that needs a full pickle (see load_checkpoint).
     """
-    state = extract_state_dict(load_checkpoint(path), path)
+    state = extract_state_dict(load_checkpoint(path, trust=trust), path)
     report = LoadReport(path)
     renamed = {}
     for key, value in state.items():
