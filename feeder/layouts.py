@@ -2,8 +2,10 @@
 
 A layout is the one description of a skeleton that every part of the project reads: the
 ST-GCN graph (net/graph.py), the bone stream and the left/right flip (feeder/), and the
-centring / rotation of offline preprocessing (feeder/preprocess.py). Two layouts are built
-in; any other comes from a small YAML file:
+centring / rotation of offline preprocessing (feeder/preprocess.py). Built in: the Kinect
+layouts `ntu-rgb+d` and `nw-ucla`, and the 2-D pose-estimator layouts `coco-17`, `openpose-18`,
+`openpose-25`, `mediapipe-33` and `penn-action-13` (joint names in JOINT_NAMES); any other comes
+from a small YAML file:
 
     num_joints: 17
     center: 0                 # 0-based joint the graph's spatial partition is centred on
@@ -106,7 +108,99 @@ NW_UCLA = Layout(
     shoulders=(5 - 1, 9 - 1),
 )
 
-BUILTIN = {NTU_RGBD.name: NTU_RGBD, NW_UCLA.name: NW_UCLA}
+# --- 2-D layouts of video pose estimators (docs/pose_data.md). Joint names, in order, are in
+# JOINT_NAMES; flip pairs are (left, right) by those names, shoulders (left, right). A 2-D layout
+# names shoulders too, but 2-D data is never rotated out of the image plane.
+
+COCO_17 = Layout(
+    name="coco-17",
+    num_joints=17,
+    # the COCO keypoint order; pyskl's `coco` graph: a tree rooted at the nose, the shoulders
+    # hanging from it (COCO's eye-eye, ear-shoulder, shoulder-shoulder and hip-hip links left out)
+    edges=((15, 13), (13, 11), (16, 14), (14, 12), (11, 5), (12, 6), (9, 7), (7, 5), (10, 8), (8, 6),
+           (5, 0), (6, 0), (1, 0), (3, 1), (2, 0), (4, 2)),
+    center=0,
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+    shoulders=(5, 6),
+)
+
+# OpenPose COCO-18 (st-gcn's `openpose` layout of Kinetics-skeleton): the same edges and centre
+# (the neck) as st-gcn's graph, so its Kinetics checkpoints see the same adjacency.
+OPENPOSE_18 = Layout(
+    name="openpose-18",
+    num_joints=18,
+    edges=((4, 3), (3, 2), (7, 6), (6, 5), (13, 12), (12, 11), (10, 9), (9, 8), (11, 5), (8, 2), (5, 1),
+           (2, 1), (0, 1), (15, 0), (14, 0), (17, 15), (16, 14)),
+    center=1,
+    flip_pairs=((5, 2), (6, 3), (7, 4), (11, 8), (12, 9), (13, 10), (15, 14), (17, 16)),
+    shoulders=(5, 2),
+)
+
+# OpenPose BODY_25: the pairs OpenPose draws (a tree: limbs from the neck, legs from the mid hip,
+# feet from the ankles), centred on the neck like openpose-18.
+OPENPOSE_25 = Layout(
+    name="openpose-25",
+    num_joints=25,
+    edges=((1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11), (8, 12),
+           (12, 13), (13, 14), (1, 0), (0, 15), (15, 17), (0, 16), (16, 18), (14, 19), (19, 20), (14, 21),
+           (11, 22), (22, 23), (11, 24)),
+    center=1,
+    flip_pairs=((5, 2), (6, 3), (7, 4), (12, 9), (13, 10), (14, 11), (16, 15), (18, 17), (19, 22),
+                (20, 23), (21, 24)),
+    shoulders=(5, 2),
+)
+
+# MediaPipe BlazePose (33 landmarks): MediaPipe's POSE_CONNECTIONS, which leave the face apart from
+# the body and the mouth apart from everything, plus four links that make one graph: nose-mouth
+# corners and nose-shoulders (as the COCO tree joins the head). Centred on the nose.
+MEDIAPIPE_33 = Layout(
+    name="mediapipe-33",
+    num_joints=33,
+    edges=((0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13),
+           (13, 15), (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20),
+           (16, 22), (18, 20), (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28),
+           (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
+           (0, 9), (0, 10), (0, 11), (0, 12)),
+    center=0,
+    flip_pairs=((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20),
+                (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32)),
+    shoulders=(11, 12),
+)
+
+# Penn Action (13 joints: COCO-17 without the eyes and ears, the head in place of the nose); the
+# COCO tree restricted to them, rooted at the head.
+PENN_ACTION_13 = Layout(
+    name="penn-action-13",
+    num_joints=13,
+    edges=((1, 0), (2, 0), (3, 1), (5, 3), (4, 2), (6, 4), (7, 1), (8, 2), (9, 7), (11, 9), (10, 8),
+           (12, 10)),
+    center=0,
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12)),
+    shoulders=(1, 2),
+)
+
+JOINT_NAMES = {
+    "coco-17": ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                "right_knee", "left_ankle", "right_ankle"),
+    "openpose-18": ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "RHip",
+                    "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar"),
+    "openpose-25": ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
+                    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
+                    "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel"),
+    "mediapipe-33": ("NOSE", "LEFT_EYE_INNER", "LEFT_EYE", "LEFT_EYE_OUTER", "RIGHT_EYE_INNER", "RIGHT_EYE",
+                     "RIGHT_EYE_OUTER", "LEFT_EAR", "RIGHT_EAR", "MOUTH_LEFT", "MOUTH_RIGHT", "LEFT_SHOULDER",
+                     "RIGHT_SHOULDER", "LEFT_ELBOW", "RIGHT_ELBOW", "LEFT_WRIST", "RIGHT_WRIST", "LEFT_PINKY",
+                     "RIGHT_PINKY", "LEFT_INDEX", "RIGHT_INDEX", "LEFT_THUMB", "RIGHT_THUMB", "LEFT_HIP",
+                     "RIGHT_HIP", "LEFT_KNEE", "RIGHT_KNEE", "LEFT_ANKLE", "RIGHT_ANKLE", "LEFT_HEEL",
+                     "RIGHT_HEEL", "LEFT_FOOT_INDEX", "RIGHT_FOOT_INDEX"),
+    "penn-action-13": ("head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+                       "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+                       "right_ankle"),
+}
+
+BUILTIN = {layout.name: layout for layout in (NTU_RGBD, NW_UCLA, COCO_17, OPENPOSE_18, OPENPOSE_25, MEDIAPIPE_33,
+                                              PENN_ACTION_13)}
 LAYOUT_KEYS = ("num_joints", "edges", "center", "flip_pairs", "shoulders")
 
 
