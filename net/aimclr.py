@@ -79,12 +79,12 @@ class AimCLR(SkeletonCLR):
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.07, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
                  num_class=60, dropout=0.5, graph_args=None, edge_importance_weighting=True, mining_epoch=150,
-                 topk=1, keep_prob=0.7, e_lambda=1e-4):
+                 topk=1, keep_prob=0.7, e_lambda=1e-4, target_init="copy"):
         super().__init__(base_encoder=base_encoder, pretrain=pretrain, feature_dim=feature_dim,
                          queue_size=queue_size, momentum=momentum, Temperature=Temperature, mlp=mlp,
                          in_channels=in_channels, hidden_channels=hidden_channels, hidden_dim=hidden_dim,
                          num_class=num_class, dropout=dropout, graph_args=graph_args,
-                         edge_importance_weighting=edge_importance_weighting)
+                         edge_importance_weighting=edge_importance_weighting, target_init=target_init)
         self.mining_epoch, self.topk = int(mining_epoch), int(topk)
         self.keep_prob, self.e_lambda = float(keep_prob), float(e_lambda)
 

@@ -107,8 +107,9 @@ def kmeans(x: torch.Tensor, n_clusters: int, generator: torch.Generator | None =
 
 
 @torch.no_grad()
-def cluster_rank_order(assign: torch.Tensor) -> torch.Tensor:
-    """All candidate indices in upstream's enqueue order (net/asar.py, the ls1..ls4 counter loop).
+def cluster_rank_order(assign: torch.Tensor) -> tuple:
+    """(all candidate indices in upstream's enqueue order, how many are in bins 1-3): net/asar.py, the
+    ls1..ls4 counter loop.
 
     Upstream walks the candidates in index order with a per-cluster counter that starts at the cluster
     size and drops by one per member seen; that puts the last member of every cluster in bin 1, the one
@@ -118,7 +119,7 @@ def cluster_rank_order(assign: torch.Tensor) -> torch.Tensor:
     n = assign.shape[0]
     idx = torch.arange(n, device=assign.device)
     later = ((assign[None, :] == assign[:, None]) & (idx[None, :] > idx[:, None])).sum(dim=1)
-    return torch.argsort(later.clamp(max=3) * n + idx)
+    return torch.argsort(later.clamp(max=3) * n + idx), int((later < 3).sum())
 
 
 class ASAR(SkeletonCLR):
@@ -132,22 +133,26 @@ class ASAR(SkeletonCLR):
     legacy_queue_candidates: take the old-queue candidates as upstream did, the rows of the
     (feature_dim, N) queue slice instead of its columns (a missing transpose that only ran because
     N = feature_dim = 128; the rows are not queue entries). Off: the N oldest queue entries.
+    legacy_enqueue_all_candidates: when fewer than N candidates fall in the counter's first three bins (k-means
+    left clusters empty), upstream enqueued all 2N candidates (and crashed when they overran the queue's end;
+    here the write wraps around). Off: always the first N in that order.
     """
 
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.07, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
                  num_class=60, dropout=0.5, graph_args=None, edge_importance_weighting=True, nn_num=5, T1=0.07,
                  T2=0.07, active_sampling_epoch=150, kmeans_iters=100, kmeans_tol=1e-4,
-                 legacy_queue_candidates=False):
+                 legacy_queue_candidates=False, legacy_enqueue_all_candidates=False, target_init="copy"):
         super().__init__(base_encoder=base_encoder, pretrain=pretrain, feature_dim=feature_dim,
                          queue_size=queue_size, momentum=momentum, Temperature=Temperature, mlp=mlp,
                          in_channels=in_channels, hidden_channels=hidden_channels, hidden_dim=hidden_dim,
                          num_class=num_class, dropout=dropout, graph_args=graph_args,
-                         edge_importance_weighting=edge_importance_weighting)
+                         edge_importance_weighting=edge_importance_weighting, target_init=target_init)
         self.nn_num, self.T1, self.T2 = int(nn_num), float(T1), float(T2)
         self.active_sampling_epoch = int(active_sampling_epoch)
         self.kmeans_iters, self.kmeans_tol = int(kmeans_iters), float(kmeans_tol)
         self.legacy_queue_candidates = bool(legacy_queue_candidates)
+        self.legacy_enqueue_all = bool(legacy_enqueue_all_candidates)
         if not pretrain:
             return
         if Temperature != T1:
@@ -183,7 +188,9 @@ class ASAR(SkeletonCLR):
         grads = gradient_embeddings(q, candidates)
         with _float32(grads.device):
             assign = kmeans(grads, n, generator, self.kmeans_iters, self.kmeans_tol)
-        chosen = broadcast(cluster_rank_order(assign)[:n].contiguous())
+        order, in_first_bins = cluster_rank_order(assign)
+        take = 2 * n if self.legacy_enqueue_all and in_first_bins < n else n
+        chosen = broadcast(order[:take].contiguous())
         return candidates[chosen], chosen
 
     def forward(self, batch):

@@ -25,6 +25,10 @@ positives are Y = [sum_s B_s >= vote_threshold]; the loss of each stream and dir
 -mean_i sum_j Y_ij log softmax_j(S_s[i]) (positives summed, no temperature). Total:
 sum_s [L_CMAL_s + lamb (CSCL12_s + CSCL21_s)].
 
+`target_init`: the targets start as copies of the online networks (`copy`, default) or as their own random
+draws (`independent`: upstream's processor re-initialised the whole model after its deepcopy; the paper
+configs set it).
+
 The target networks follow the online ones after every optimiser step (`after_optimizer_step`, called
 by the pretraining loop). Upstream stops that update in the cross phase (its call is commented out);
 `ema_in_cross_phase: false` keeps that, `true` keeps the EMA running.
@@ -43,7 +47,7 @@ from torch import nn
 from feeder.streams import STREAMS, to_stream
 from torchlight.util import import_class
 
-from .modules import at_least_float32, copy_params, momentum_update, weights_init
+from .modules import at_least_float32, init_target, momentum_update, weights_init
 
 
 def byol_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -110,7 +114,7 @@ class _CACABase(nn.Module):
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=512, projection_hidden_size=2048,
                  projection_size=512, prediction_hidden_size=2048, moving_average_decay=0.996, use_momentum=True,
                  in_channels=3, hidden_channels=16, num_class=60, dropout=0.5, graph_args=None,
-                 edge_importance_weighting=True):
+                 edge_importance_weighting=True, target_init="copy"):
         super().__init__()
         self.pretrain = pretrain
         self.use_momentum = use_momentum
@@ -133,12 +137,12 @@ class _CACABase(nn.Module):
         if not pretrain:
             return
         for s in self.suffixes:
-            if use_momentum:  # EMA targets start as exact copies (upstream re-initialised them after copying)
+            if use_momentum:  # EMA targets: copies, or (target_init: independent) upstream's re-initialised ones
                 for part in ("backbone", "projector"):
                     online = getattr(self, f"online_{part}{s}")
                     target = encoder(**enc_args) if part == "backbone" else \
                         _Head(feature_dim, projection_hidden_size, projection_size)
-                    copy_params(online, target)
+                    init_target(online, target, target_init)
                     setattr(self, f"target_{part}{s}", target)
             else:  # SimSiam mode: the target is the online network itself (shared weights, as upstream)
                 setattr(self, "target_backbone" + s, getattr(self, "online_backbone" + s))
@@ -205,10 +209,10 @@ class CACA3Views(_CACABase):
                  projection_size=512, prediction_hidden_size=2048, moving_average_decay=0.996, use_momentum=True,
                  in_channels=3, hidden_channels=16, num_class=60, dropout=0.5, graph_args=None,
                  edge_importance_weighting=True, topk=2, lamb=10.0, cross_epoch=1000, vote_threshold=2,
-                 ema_in_cross_phase=False):
+                 ema_in_cross_phase=False, target_init="copy"):
         super().__init__(base_encoder, pretrain, feature_dim, projection_hidden_size, projection_size,
                          prediction_hidden_size, moving_average_decay, use_momentum, in_channels, hidden_channels,
-                         num_class, dropout, graph_args, edge_importance_weighting)
+                         num_class, dropout, graph_args, edge_importance_weighting, target_init)
         self.topk, self.lamb, self.vote_threshold = topk, lamb, vote_threshold
         self.cross_epoch, self.ema_in_cross_phase = cross_epoch, ema_in_cross_phase
 

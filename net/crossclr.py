@@ -14,7 +14,9 @@ and the loss is sum_a L_a. `CrosSCLR` is upstream's 2-stream model (joint + moti
 `pretrain_crossclr_3views`, the paper's 3s-CrosSCLR). State-dict keys are upstream's: `encoder_q`,
 `encoder_k`, `queue`, `queue_ptr` for the joint and `_motion` / `_bone` suffixed copies.
 
-Two upstream behaviours are flags, off by default:
+Upstream behaviours behind flags, off by default (the paper configs turn them on):
+- `target_init: independent`: every key encoder starts as its own random draw, as upstream's processor
+  re-initialised the model after the q -> k copy (default `copy`).
 - `legacy_crossclr_momentum`: upstream's cross phase momentum-updates only the motion key encoder
   (the joint and bone key encoders freeze); here every key encoder moves unless this is true.
 - `legacy_shared_projector`: upstream builds the motion / bone projectors as
@@ -35,8 +37,8 @@ from torch import nn
 from feeder.streams import to_stream
 from torchlight.util import import_class
 
-from .modules import (at_least_float32, copy_params, enqueue, info_nce, init_queue, mlp_projector, moco_logits, momentum_update,
-                      top1_of_positive, weights_init)
+from .modules import (at_least_float32, enqueue, info_nce, init_queue, init_target, mlp_projector, moco_logits,
+                      momentum_update, top1_of_positive, weights_init)
 
 SUFFIX = {"joint": "", "motion": "_motion", "bone": "_bone"}
 
@@ -66,7 +68,8 @@ class CrosSCLR(nn.Module):
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.07, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
                  num_class=60, dropout=0.5, graph_args=None, edge_importance_weighting=True, cross_epoch=150,
-                 topk=1, context=True, legacy_crossclr_momentum=False, legacy_shared_projector=False):
+                 topk=1, context=True, legacy_crossclr_momentum=False, legacy_shared_projector=False,
+                 target_init="copy"):
         super().__init__()
         self.pretrain = pretrain
         self.layout = (graph_args or {}).get("layout", "ntu-rgb+d")
@@ -92,10 +95,10 @@ class CrosSCLR(nn.Module):
                     else:
                         enc.fc = mlp_projector(hidden_dim, feature_dim)
                 setattr(self, role + SUFFIX[s], enc)
-        # initialise, then copy q -> k (upstream re-initialised after the copy: q and k started apart)
+        # initialise, then k from q: a copy, or (target_init: independent) upstream's own draw after the copy
         self.apply(weights_init)
         for s in self.STREAMS:
-            copy_params(self.encoder("q", s), self.encoder("k", s))
+            init_target(self.encoder("q", s), self.encoder("k", s), target_init)
             init_queue(self, feature_dim, queue_size, SUFFIX[s])
 
     def encoder(self, role: str, stream: str) -> nn.Module:

@@ -23,9 +23,10 @@ torch.max / torch.min of a float32 tensor), e0 = initial_hyper_epoch, e1 = final
 TrainLearner). As upstream, a term whose weight is 0 (lam <= 1e-7 or >= 1 - 1e-7) is not differentiated.
 
 EMA timing (`ema_update`). Upstream updates the targets in Lightning's `on_before_zero_grad`, which its
-automatic optimisation calls inside the step closure after the forward pass and before backward, so with
-the online weights of the previous step: `before_backward` (the default, what the paper's code computed).
-`after_step` updates them from the weights the optimiser step just wrote (BYOL's order; opt-in).
+automatic optimisation calls inside the step closure after the forward pass and before backward, so from
+the online weights the forward pass used: `before_backward` (what the paper's code computed; the paper
+configs set it). `after_step` (default) updates them from the weights the optimiser step just wrote
+(BYOL's order).
 
 The self-pacing is implicit in the distance (no weight is computed). Note, checked numerically in
 tests/test_hysp.py: the Euclidean gradient of d_c wrt the online point x has norm 2 / (1 - c|x|^2) for ANY
@@ -234,7 +235,7 @@ class HYSP(nn.Module):
                  out_channels=1024, projection_hidden_size=(1024, 1024), predictor_hidden_size=(1024, 1024),
                  num_classes=60, moving_average_decay=0.999, dropout=0.5, graph_args=None,
                  edge_importance_weighting=True, hyper=True, hyper_c=1.0, curriculum=True, initial_hyper_epoch=50,
-                 final_hyper_epoch=100, encoder_lr=None, clip_r=None, ema_update="before_backward"):
+                 final_hyper_epoch=100, encoder_lr=None, clip_r=None, ema_update="after_step"):
         super().__init__()
         if ema_update not in EMA_UPDATES:
             raise ValueError(f"ema_update {ema_update!r}: use one of {', '.join(EMA_UPDATES)}")

@@ -37,6 +37,20 @@ def copy_params(src: nn.Module, dst: nn.Module):
         p.requires_grad = False
 
 
+TARGET_INITS = ("copy", "independent")
+
+
+def init_target(online: nn.Module, target: nn.Module, mode: str = "copy"):
+    """Start a key / target network from the online one: an exact copy (`copy`), or its own draw of the
+    lineage init (`independent`: the lineage's processors re-applied weights_init to the whole model after
+    the copy, so their key encoders started as unrelated random networks). Out of the optimiser either way."""
+    if mode not in TARGET_INITS:
+        raise ValueError(f"target_init {mode!r}: use one of {', '.join(TARGET_INITS)}")
+    copy_params(online, target)
+    if mode == "independent":
+        target.apply(weights_init)
+
+
 @torch.no_grad()
 def momentum_update(online: nn.Module, target: nn.Module, m: float):
     """target <- m * target + (1 - m) * online, parameters only (buffers keep their own statistics)."""

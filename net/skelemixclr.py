@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import at_least_float32, copy_params, enqueue, momentum_update, top1_of_positive, weights_init
+from .modules import at_least_float32, enqueue, init_target, momentum_update, top1_of_positive, weights_init
 from .skeletonclr import SkeletonCLR
 
 # Semantic body parts, 1-based joint ids. NTU RGB+D (Kinect v2): the paper's five parts
@@ -143,20 +143,20 @@ class SkeleMixCLR(SkeletonCLR):
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.2, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
                  num_class=60, dropout=0.5, swap_cfg=None, graph_args=None, edge_importance_weighting=True,
-                 sigma=0.5):
+                 sigma=0.5, target_init="copy"):
         # sigma: accepted for upstream configs, unused there too
         super().__init__(base_encoder=base_encoder, pretrain=pretrain, feature_dim=feature_dim,
                          queue_size=queue_size, momentum=momentum, Temperature=Temperature, mlp=False,
                          in_channels=in_channels, hidden_channels=hidden_channels, hidden_dim=hidden_dim,
                          num_class=num_class, dropout=dropout, graph_args=graph_args,
-                         edge_importance_weighting=edge_importance_weighting)
+                         edge_importance_weighting=edge_importance_weighting, target_init=target_init)
         if not pretrain:
             return
         if mlp:  # upstream wraps the feature_dim Linear: fc.0 Linear, fc.1 BN, fc.2 ReLU, fc.3 the old fc
             for enc in (self.encoder_q, self.encoder_k):
                 enc.fc = bn_projector(hidden_dim, enc.fc)
             self.encoder_q.fc.apply(weights_init)
-            copy_params(self.encoder_q, self.encoder_k)
+            init_target(self.encoder_q, self.encoder_k, target_init)
         cfg = {**DEFAULT_SWAP_CFG, **(swap_cfg or {})}
         unknown = sorted(set(cfg) - set(DEFAULT_SWAP_CFG))
         if unknown:

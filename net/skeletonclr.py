@@ -1,7 +1,9 @@
 """SkeletonCLR (Li et al., CVPR 2021, the single-view baseline of CrosSCLR): MoCo v2 on skeletons.
 
 Pretraining (`pretrain: true`): query / momentum-key ST-GCN encoders with MLP projectors, a queue of
-negatives and InfoNCE between two augmented views. Evaluation (`pretrain: false`): only
+negatives and InfoNCE between two augmented views. `target_init`: the key encoder starts as a copy of the
+query encoder (`copy`, default) or as its own random draw (`independent`: what the lineage's code did, its
+processor re-initialising the whole model after the copy; the paper configs set it). Evaluation (`pretrain: false`): only
 `encoder_q` with a `num_class` head, as every lineage evaluation builds it.
 """
 from __future__ import annotations
@@ -12,14 +14,14 @@ from torch import nn
 
 from torchlight.util import import_class
 
-from .modules import (copy_params, enqueue, info_nce, init_queue, mlp_projector, moco_logits, momentum_update,
+from .modules import (enqueue, info_nce, init_queue, init_target, mlp_projector, moco_logits, momentum_update,
                       top1_of_positive, weights_init)
 
 
 class SkeletonCLR(nn.Module):
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.07, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
-                 num_class=60, dropout=0.5, graph_args=None, edge_importance_weighting=True):
+                 num_class=60, dropout=0.5, graph_args=None, edge_importance_weighting=True, target_init="copy"):
         super().__init__()
         self.pretrain = pretrain
         encoder = import_class(base_encoder)
@@ -35,9 +37,10 @@ class SkeletonCLR(nn.Module):
         if mlp:
             self.encoder_q.fc = mlp_projector(hidden_dim, feature_dim)
             self.encoder_k.fc = mlp_projector(hidden_dim, feature_dim)
-        # Initialise, then copy q -> k (upstream re-initialised after the copy, so k started different).
+        # Initialise, then k from q: a copy, or (target_init: independent) the lineage's own draw
         self.apply(weights_init)
-        copy_params(self.encoder_q, self.encoder_k)
+        self.target_init = target_init
+        init_target(self.encoder_q, self.encoder_k, target_init)
         init_queue(self, feature_dim, queue_size)
 
     # --- evaluation interface, shared by every protocol -------------------------------------------

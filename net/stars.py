@@ -17,6 +17,10 @@ blocks depth//2 .. depth-1 (all blocks with fully_tune) with lr * layer_decay^(d
 final norm. Parameters outside the optimiser are frozen (requires_grad False); upstream's typo
 `required_grad` left them collecting gradients that were never used.
 
+`second_pass`: upstream runs its (identical) second view through the encoder again, so the head's BatchNorm
+running statistics move twice a step; one pass gives the same loss and gradients but moves them once, which
+changes only eval-mode uses of the head (the kNN monitor, hence best_epoch.pt). True runs the second pass.
+
 `legacy_view1_no_grad`: upstream un-shuffles view 1's predictions p1 under no_grad, so the second loss
 term (neighbours of view 0 against p1) adds to the loss but not to the gradient, which is half the
 symmetric loss's (with AdamW, the per-tensor clip at 3 then acts on the full gradient at 6); true
@@ -88,7 +92,7 @@ class STARS(nn.Module):
                  patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0,
                  drop_path_rate=0.0, hidden_dim=4096, feature_dim=256, queue_size=32768, Temperature=0.07, topk=0,
                  third_stage=True, fully_tune=False, layer_decay=0.45, num_class=None, momentum=None,
-                 legacy_view1_no_grad=False):
+                 legacy_view1_no_grad=False, second_pass=False):
         super().__init__()
         if feature_dim != dim_feat:
             raise ValueError(f"feature_dim ({feature_dim}) must equal dim_feat ({dim_feat}): the queue holds z "
@@ -102,7 +106,7 @@ class STARS(nn.Module):
         self.apply(_weights_init)
         self.T, self.topk, self.K = Temperature, int(topk), int(queue_size)
         self.third_stage, self.fully_tune, self.layer_decay = bool(third_stage), bool(fully_tune), float(layer_decay)
-        self.legacy_view1_no_grad = bool(legacy_view1_no_grad)
+        self.legacy_view1_no_grad, self.second_pass = bool(legacy_view1_no_grad), bool(second_pass)
         self.register_buffer("queue", F.normalize(torch.randn(feature_dim, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
         self.register_buffer("queue_id", torch.full((queue_size,), -1, dtype=torch.long))
@@ -168,7 +172,8 @@ class STARS(nn.Module):
         views, ids = batch["views"], batch["index"].to(self.queue.device)
         p0, z0 = self.encode(views[0])
         # STARS feeds the same clip twice (its second view is not augmented): one pass is the same
-        p1, z1 = self.encode(views[1]) if len(views) > 1 else (p0, z0)
+        p1, z1 = self.encode(views[1] if len(views) > 1 else views[0]) if len(views) > 1 or self.second_pass \
+            else (p0, z0)
         if self.legacy_view1_no_grad:  # upstream: p1 came back through its no-grad batch unshuffle
             p1 = p1.detach()
         p0_all, p1_all = all_gather_grad(p0), all_gather_grad(p1)

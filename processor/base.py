@@ -63,6 +63,7 @@ BASE_DEFAULTS = {
     "min_lr": 0.0,
     "momentum": 0.9,
     "nesterov": False,
+    "allow_tf32": False,  # TF32 matrix products on CUDA (HYSP's scripts switch them on)
     "weight_decay": 1e-4,
     "betas": [0.9, 0.999],
     "num_epoch": 80,
@@ -89,6 +90,21 @@ ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `vie
 RUNTIME_KEYS = {"resume", "trust_checkpoint", "num_worker", "device", "use_gpu", "log_interval", "print_log",
                 "save_log", "progress", "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug",
                 "pavi_log", "test_batch_size", "config", "work_dir"}
+
+
+class RiemannianSGD(torch.optim.SGD):
+    """torch SGD with geoopt's RiemannianSGD first momentum step, for Euclidean parameters (HYSP's optimiser):
+    geoopt starts the momentum buffer at the raw gradient g and then applies buf <- m buf + (g + wd p), so the
+    first update is (1 + m) g + wd p where torch's is g + wd p; every later step is the same as torch's."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            if group["momentum"] > 0:
+                for p in group["params"]:
+                    if p.grad is not None and "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = p.grad.clone()
+        return super().step(closure)
 
 
 @torch.no_grad()
@@ -127,6 +143,14 @@ class Processor:
         if self.is_main:  # only rank 0 writes the work_dir, and only one run at a time
             self._check_work_dir()
             self.lock = WorkDirLock(self.work_dir, command)
+        try:
+            self._set_up(cfg, name, command, use_cuda)
+        except BaseException:  # a run that cannot start leaves the work_dir free at once
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def _set_up(self, cfg: dict, name: str, command: str, use_cuda: bool):
         self.logger = Logger(self.work_dir, enabled=self.is_main, tensorboard=cfg["tensorboard"],
                              wandb_cfg=cfg["wandb"], run_config=cfg)
         self.command = command
@@ -139,6 +163,8 @@ class Processor:
             torch.backends.cudnn.benchmark = False
         elif use_cuda:
             torch.backends.cudnn.benchmark = True
+        if use_cuda:
+            torch.backends.cuda.matmul.allow_tf32 = bool(cfg["allow_tf32"])
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg["seed"] * 1000 + self.rank)
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg["amp"]]
@@ -183,7 +209,7 @@ class Processor:
 
     def _check_choices(self):
         cfg = self.cfg
-        choices = {"amp": ("off", "bf16", "fp16"), "optimizer": ("SGD", "Adam", "AdamW"),
+        choices = {"amp": ("off", "bf16", "fp16"), "optimizer": ("SGD", "Adam", "AdamW", "RiemannianSGD"),
                    "scheduler": ("step", "cosine", "constant"), "phase": ("train", "test"),
                    "stream": ("joint", "motion", "bone", "all")}
         for key, allowed in choices.items():
@@ -279,8 +305,9 @@ class Processor:
         for g in groups:
             g.setdefault("lr_scale", 1.0)
         kw = dict(lr=cfg["base_lr"], weight_decay=cfg["weight_decay"])
-        if cfg["optimizer"] == "SGD":
-            self.optimizer = torch.optim.SGD(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"], **kw)
+        if cfg["optimizer"] in ("SGD", "RiemannianSGD"):
+            sgd = torch.optim.SGD if cfg["optimizer"] == "SGD" else RiemannianSGD
+            self.optimizer = sgd(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"], **kw)
         elif cfg["optimizer"] == "Adam":
             self.optimizer = torch.optim.Adam(groups, betas=tuple(cfg["betas"]), **kw)
         else:
@@ -321,6 +348,10 @@ class Processor:
     def backward_step(self, loss: torch.Tensor):
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.optimizer_step()
+
+    def optimizer_step(self):
+        """Clip (if asked), step through the AMP scaler and log an fp16 overflow; gradients are in place."""
         if self.cfg["clip_grad"] or self.cfg["clip_grad_per_tensor"]:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]

@@ -3,7 +3,9 @@
 `protocol: linear` freezes everything but the classifier and keeps the model in eval() mode (the
 lineage protocol: pretrained BN statistics, no dropout). When the training feeder does not
 augment, the frozen features are computed once and the classifier trains on the cached features,
-which gives the same result as the full forward pass in a fraction of the time.
+which gives the same result as the full forward pass in a fraction of the time. `frozen_encoder: train`
+runs the frozen encoder in train() mode instead (HYSP's probe did: batch statistics, running statistics
+that drift, dropout), so nothing is cached.
 `protocol: finetune` trains every parameter in train() mode.
 Each evaluation writes results.json and the test scores; "best" is selected on the test split, as
 the lineage does (optimistic) and is labelled so; "last" is the final epoch.
@@ -31,9 +33,16 @@ from .base import Processor, TrainingError
 SELECTION_NOTE = "best_top1 is selected on the test split (optimistic, as the lineage reports it); top1 is the last epoch"
 
 
-SUBSET_RULE = ("per class c with n_c samples: the first max(1, round(n_c * fraction)) (or the first "
-               "min(n_c, shots) with shots_per_class) of the class's indices in a numpy permutation drawn with "
-               "default_rng(seed); rows sorted")
+SUBSET_RULES = {
+    "balanced": "per class c with n_c samples: the first max(1, round(n_c * fraction)) (or the first min(n_c, shots) "
+                "with shots_per_class) of the class's indices in a numpy permutation drawn with default_rng(seed); "
+                "rows sorted",
+    "hysp": "HYSP's rule: sklearn.utils.resample(rows, replace=False, n_samples=int(N * fraction), stratify=labels, "
+            "random_state=RandomState(seed)); rows sorted (upstream drew it from numpy's global RNG after "
+            "pl.seed_everything(123))",
+    "mamp": "MAMP / STARS's rule: np.random.seed(seed + rank), a permutation of the rows, the first "
+            "int(N * fraction), not stratified, one subset per process (2 processes train on 2 subsets); rows sorted",
+}
 
 
 def class_balanced_subset(labels, fraction: float, seed: int, shots: int = 0) -> list:
@@ -45,6 +54,22 @@ def class_balanced_subset(labels, fraction: float, seed: int, shots: int = 0) ->
     for c in np.unique(labels):
         members = order[labels[order] == c]
         rows += members[:shots if shots > 0 else max(1, round(len(members) * fraction))].tolist()
+    return sorted(int(r) for r in rows)
+
+
+def label_subset(rule: str, labels, fraction: float, seed: int, shots: int = 0, rank: int = 0) -> list:
+    """Sorted rows of a semi-supervised / few-shot subset by one of SUBSET_RULES."""
+    labels = np.asarray(labels)
+    if rule == "balanced" or shots > 0:
+        return class_balanced_subset(labels, fraction, seed, shots)
+    n = int(len(labels) * fraction)
+    if rule == "hysp":
+        from sklearn.utils import resample
+
+        rows = resample(np.arange(len(labels)), replace=False, n_samples=n, stratify=labels,
+                        random_state=np.random.RandomState(seed))
+    else:  # mamp
+        rows = np.random.RandomState(seed + rank).permutation(len(labels))[:n]
     return sorted(int(r) for r in rows)
 
 
@@ -125,6 +150,9 @@ class Evaluation(Processor):
         "label_smoothing": 0.0,
         "label_fraction": 1.0,  # semi-supervised: train on this class-balanced fraction of the labels
         "subset_seed": 0,
+        "subset_rule": "balanced",  # how the labelled subset is drawn (SUBSET_RULES: balanced, hysp, mamp)
+        "frozen_encoder": "eval",  # linear protocol: the frozen encoder's mode while the classifier trains
+        "accumulate_grad_batches": 1,  # one optimiser step per this many micro-batches of batch_size / N
         "shots_per_class": 0,  # few-shot: train / kNN bank on this many labelled samples per class (0: off)
         "base_lr": 3.0,
         "step": [80],
@@ -158,22 +186,25 @@ class Evaluation(Processor):
         from there on resume. The same (data, fraction, seed) gives the same subset on every
         machine and every rank (upstream drew it from the global RNG, per rank, unbalanced)."""
         fraction, seed = float(self.cfg["label_fraction"]), int(self.cfg["subset_seed"])
-        shots = int(self.cfg["shots_per_class"])
+        shots, rule = int(self.cfg["shots_per_class"]), self.cfg["subset_rule"]
+        if rule not in SUBSET_RULES:
+            raise ConfigError(f"config key `subset_rule`: {rule!r} is not one of {list(SUBSET_RULES)}")
         if not 0 < fraction <= 1:
             raise ConfigError(f"config key `label_fraction`: {fraction} is not in (0, 1]")
         if shots > 0 and fraction < 1:
             raise ConfigError("config keys `label_fraction` and `shots_per_class` exclude each other: set one")
-        path = os.path.join(self.work_dir, "label_subset.json")
+        per_rank = rule == "mamp" and self.world_size > 1
+        path = os.path.join(self.work_dir, f"label_subset{f'_rank{self.rank}' if per_rank else ''}.json")
         ds = self.train_set
         wanted = {"data_path": os.path.abspath(ds.data_path), "samples": len(ds), "fraction": fraction, "seed": seed,
-                  "shots_per_class": shots}
+                  "shots_per_class": shots, "subset_rule": rule}
         saved = read_json(path)
-        if saved and {k: saved.get(k) for k in wanted} == wanted:
+        if saved and {k: saved.get(k, "balanced" if k == "subset_rule" else None) for k in wanted} == wanted:
             rows = saved["rows"]
         else:
-            rows = class_balanced_subset(ds.label, fraction, seed, shots)
-            if self.is_main:
-                atomic_write_json(path, {**wanted, "rule": SUBSET_RULE, "rows": rows,
+            rows = label_subset(rule, ds.label, fraction, seed, shots, self.rank)
+            if self.is_main or per_rank:  # the per-rank subsets of `mamp` are each rank's own file
+                atomic_write_json(path, {**wanted, "rule": SUBSET_RULES[rule], "rows": rows,
                                          "names": [ds.sample_name[i] for i in rows]})
         ds.select(rows)
         share = f"{shots} per class" if shots else f"{fraction:g} of each class"
@@ -221,7 +252,13 @@ class Evaluation(Processor):
         cache = self.cfg["cache_features"]
         if cache not in ("auto", "true", "false"):
             raise ConfigError(f"config key `cache_features`: {cache!r} is not one of auto, true, false")
-        self.cached = self.cfg["protocol"] == "linear" and (
+        if self.cfg["frozen_encoder"] not in ("eval", "train"):
+            raise ConfigError(f"config key `frozen_encoder`: {self.cfg['frozen_encoder']!r} is not one of eval, train")
+        train_mode = self.cfg["frozen_encoder"] == "train"
+        if train_mode and cache == "true":
+            raise ConfigError("config keys `frozen_encoder: train` and `cache_features: true` exclude each other: "
+                              "features of an encoder in train mode change at every step")
+        self.cached = self.cfg["protocol"] == "linear" and not train_mode and (
             cache == "true" or (cache == "auto" and not self.train_set.augments))
         if self.cfg["recalibrate_bn"] and self.epoch == 0:
             self.recalibrate_bn()
@@ -279,7 +316,7 @@ class Evaluation(Processor):
         return self.model(to_stream(x, self.cfg["stream"], self.layout))
 
     def train_epoch(self, epoch: int) -> dict:
-        if self.cfg["protocol"] == "linear":
+        if self.cfg["protocol"] == "linear" and self.cfg["frozen_encoder"] == "eval":
             self.model.eval()  # frozen BN statistics and no dropout: the lineage protocol
             for prefix in self.head_prefixes:  # only matters for head_norm
                 self.module.get_submodule(prefix).train()
@@ -296,13 +333,11 @@ class Evaluation(Processor):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if not self.cached and self.train_set.augments:
                 x = self.train_set.make_views(x, self.generator)[0]
-            with self.autocast():
-                out = self.logits(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=self.cfg["label_smoothing"])
+            out, loss = self.micro_batches(x, y)
             self.iteration += 1
             if not self.check_finite(loss, epoch, step, index, self.train_set):
                 continue
-            self.backward_step(loss)
+            self.optimizer_step()
             loss_sum += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             total += len(y)
@@ -311,6 +346,26 @@ class Evaluation(Processor):
             sums = all_reduce_sum(torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=self.device))
             loss_sum, correct, total = sums[0].item(), int(sums[1]), int(sums[2])
         return {"loss": loss_sum / max(total, 1), "train_top1": round(100.0 * correct / max(total, 1), 4), "lr": lr}
+
+    def micro_batches(self, x, y) -> tuple:
+        """(logits, mean loss) of a batch, its gradient accumulated over `accumulate_grad_batches` equal
+        micro-batches (each forward sees 1/N of the batch: its own BatchNorm statistics, as N GPUs or
+        Lightning's accumulation had), each loss weighted 1/N; the optimiser step follows once."""
+        chunks = int(self.cfg["accumulate_grad_batches"])
+        if chunks < 1 or len(y) % chunks:
+            raise ConfigError(f"config key `accumulate_grad_batches`: {chunks} must be >= 1 and divide the batch "
+                              f"of {len(y)} per process")
+        self.optimizer.zero_grad(set_to_none=True)
+        outs, total = [], 0.0
+        for xc, yc in zip(x.chunk(chunks), y.chunk(chunks)):
+            with self.autocast():
+                out = self.logits(xc)
+                loss = F.cross_entropy(out.float(), yc, label_smoothing=self.cfg["label_smoothing"]) / chunks
+            if torch.isfinite(loss.detach()):  # a non-finite loss is reported by check_finite, not backpropagated
+                self.scaler.scale(loss).backward()
+            outs.append(out.detach())
+            total = total + loss.detach()
+        return torch.cat(outs), total
 
     @torch.no_grad()
     def test_scores(self) -> tuple:
@@ -332,7 +387,7 @@ class Evaluation(Processor):
                                 f"lower base_lr")
         acc = topk_accuracy(scores, labels, self.cfg["show_topk"])
         top1 = acc["top1"]
-        is_best = top1 > self.best_top1
+        is_best = top1 >= self.best_top1  # a tie moves "best" to the later epoch, as the lineage's `>=`
         if is_best:
             self.best_top1, self.best_epoch = top1, epoch + 1
         if self.is_main:

@@ -5,6 +5,7 @@ once here, and the method returns a dict whose `loss` is minimised; every other 
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 
@@ -14,6 +15,7 @@ from tqdm import tqdm
 from feeder.streams import to_stream
 from torchlight.config import ConfigError, resolve_path
 from torchlight.dist import all_reduce_sum
+from torchlight.io import atomic_save
 from torchlight.util import instantiate
 
 from .base import Processor
@@ -29,6 +31,12 @@ class Pretrain(Processor):
         # test split's features against the train split's; the method's `monitor_features` if it has one
         "knn_interval": 0, "knn_k": [20], "knn_t": 0.1,
         "knn_feeder": None, "knn_train_feeder_args": {}, "knn_test_feeder_args": {},
+        # `knn_top1`: write best_epoch.pt whenever the monitor's best accuracy (over knn_k) beats every earlier
+        # epoch's: STARS chose its stage-2 weights so, on the test split (optimistic; the lineage reports so)
+        "save_best_by": None,
+        # every epoch draws the same augmentation parameters batch by batch: the lineage reseeded its
+        # DataLoader workers with their bare ids each epoch, so its augmentations repeated epoch after epoch
+        "replay_augmentation": False,
     }
 
     def build_data(self):
@@ -95,6 +103,8 @@ class Pretrain(Processor):
     def train_epoch(self, epoch: int) -> dict:
         self.model.train()
         self.set_loader_epoch(self.train_loader, epoch)
+        if self.cfg["replay_augmentation"]:
+            self.generator.manual_seed(self.cfg["seed"] * 1000 + self.rank)
         sums, count, seen, t0 = defaultdict(float), 0, 0, time.time()
         steps = len(self.train_loader)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg['num_epoch']}", leave=False,
@@ -127,7 +137,24 @@ class Pretrain(Processor):
             stats.update(monitor)
             self.logger.scalars(monitor, epoch + 1, prefix="monitor/")
             self.log(f"kNN monitor after epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in monitor.items()))
+            self.save_best(monitor, epoch)
         return stats
+
+    def save_best(self, monitor: dict, epoch: int):
+        """best_epoch.pt (the model's weights) when this epoch's best kNN accuracy beats every earlier one."""
+        if self.cfg["save_best_by"] is None:
+            return
+        if self.cfg["save_best_by"] != "knn_top1" or self.cfg["knn_interval"] <= 0:
+            raise ConfigError("config key `save_best_by`: only `knn_top1` is known, and it needs knn_interval > 0")
+        best = max(monitor.values())
+        earlier = [v for h in self.history for k, v in h.items() if k.startswith("knn_top1_k")]
+        if earlier and best <= max(earlier):
+            return
+        if self.is_main:
+            atomic_save({"model": self.module.state_dict(), "epoch": epoch + 1, "knn_top1": best,
+                         "selection": "the best kNN monitor accuracy on the test split so far (STARS' best_epoch.pt)"},
+                        os.path.join(self.work_dir, "best_epoch.pt"))
+        self.log(f"best_epoch.pt: epoch {epoch + 1}, kNN top-1 {best:.2f} (selected on the test split)")
 
     def summary_lines(self) -> list:
         if not self.history:

@@ -154,8 +154,10 @@ def test_selection_rule_equals_upstreams_counter_loop():
         skew = rng.dirichlet(np.full(used, [0.2, 1.0, 5.0][trial % 3]))
         labels = rng.choice(rng.permutation(bs)[:used], size=2 * bs, p=skew)
         upstream = upstream_counter_rule(labels.tolist(), bs)
-        ours = cluster_rank_order(torch.tensor(labels))[:bs].tolist()
-        assert ours == upstream[:bs], (labels, bs)
+        order, in_first_bins = cluster_rank_order(torch.tensor(labels))
+        assert order[:bs].tolist() == upstream[:bs], (labels, bs)
+        # legacy_enqueue_all_candidates: all 2 bs when bins 1-3 hold fewer than bs, exactly upstream's list
+        assert order[:2 * bs if in_first_bins < bs else bs].tolist() == upstream, (labels, bs)
         b1 = len(set(labels.tolist()))
         b2 = sum(1 for v in set(labels.tolist()) if (labels == v).sum() >= 2)
         b3 = sum(1 for v in set(labels.tolist()) if (labels == v).sum() >= 3)
@@ -168,7 +170,9 @@ def test_selection_rule_equals_upstreams_counter_loop():
 
 def test_cluster_rank_order_by_hand():
     # clusters: a = {0, 3, 4}, b = {1}, c = {2, 5}; last members 4, 1, 5 first, then 3, 2, then 0
-    assert cluster_rank_order(torch.tensor([7, 1, 2, 7, 7, 2])).tolist() == [1, 4, 5, 2, 3, 0]
+    order, in_first_bins = cluster_rank_order(torch.tensor([7, 1, 2, 7, 7, 2]))
+    assert order.tolist() == [1, 4, 5, 2, 3, 0] and in_first_bins == 6
+    assert cluster_rank_order(torch.tensor([0, 0, 0, 0, 0, 1]))[1] == 4  # members 0, 1 of cluster 0: bin 4
 
 
 # ----------------------------------------------------------------------------- the model
@@ -245,6 +249,22 @@ def test_legacy_queue_candidates_are_the_rows_of_the_untransposed_slice():
     assert not torch.equal(picks[False], picks[True])
     with pytest.raises(ValueError, match="feature_dim"):
         ASAR(**SMALL, legacy_queue_candidates=True).select_for_queue(q[:4], k[:4], None)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_legacy_enqueue_all_candidates_writes_2n_when_clusters_are_empty(monkeypatch, legacy):
+    """k-means leaving clusters empty (here: one cluster for all 2N candidates) puts only 3 candidates in the
+    counter's bins 1-3: upstream then enqueued all 2N (legacy), we take N; the queue pointer says which."""
+    import net.asar
+
+    n = SMALL["feature_dim"]
+    monkeypatch.setattr(net.asar, "kmeans", lambda x, clusters, *a, **k: torch.zeros(len(x), dtype=torch.long))
+    torch.manual_seed(0)
+    model = ASAR(**SMALL, legacy_enqueue_all_candidates=legacy).train()
+    model.queue_ptr[0] = 2
+    keys, chosen = model.select_for_queue(*torch.nn.functional.normalize(torch.randn(2, n, n), dim=2), None)
+    assert len(chosen) == (2 * n if legacy else n)
+    assert chosen.tolist()[:3] == [2 * n - 1, 2 * n - 2, 2 * n - 3]  # bins 1-3: the cluster's last members first
 
 
 def test_upstream_keys_and_released_checkpoint_loads_for_linear_evaluation(tmp_path):
@@ -406,8 +426,9 @@ def test_dataset_configs_hold_the_published_values(path):
         assert (args["pretrain"], args["feature_dim"], args["queue_size"], args["momentum"], args["Temperature"],
                 args["mlp"], args["hidden_channels"], args["hidden_dim"], args["dropout"], args["nn_num"], args["T1"],
                 args["T2"], args["active_sampling_epoch"], args["kmeans_iters"], args["kmeans_tol"],
-                args["legacy_queue_candidates"]) == \
-               (True, 128, 32768, 0.999, 0.07, True, 16, 256, 0.5, 5, 0.07, 0.07, 150, 100, 1e-4, False)
+                args["legacy_queue_candidates"], args["legacy_enqueue_all_candidates"], args["target_init"]) == \
+               (True, 128, 32768, 0.999, 0.07, True, 16, 256, 0.5, 5, 0.07, 0.07, 150, 100, 1e-4, True, True,
+                "independent")
         feeder = cfg["train_feeder_args"]
         assert cfg["train_feeder"] == "feeder.ntu_feeder.Feeder_dual"
         assert (feeder["shear_amplitude"], feeder["temperal_padding_ratio"]) == (0.5, 6)

@@ -294,12 +294,12 @@ def test_stars_and_mamp_configs_hold_the_published_values(path):
             assert cfg[f"knn_{part}_feeder_args"]["data_path"] == npz
         if filename.endswith("_third.yaml"):  # continues the second-stage run of the same benchmark
             _, prev = resolved(path.replace("_third.yaml", "_second.yaml"))
-            assert cfg["weights"] == prev["work_dir"] + "/latest.pt" and not cfg["rename_weights"]
+            assert cfg["weights"] == prev["work_dir"] + "/best_epoch.pt" and not cfg["rename_weights"]
         else:
             assert cfg["weights"] == f"./work_dir/{dataset}_{bench}/mamp/pretext/latest.pt"
             assert cfg["rename_weights"] == {"": "encoder_student."}
     else:
-        assert cfg["weights"] == f"./work_dir/{dataset}_{bench}/stars/third/latest.pt"
+        assert cfg["weights"] == f"./work_dir/{dataset}_{bench}/stars/third/best_epoch.pt"  # STARS' kNN-selected
         assert cfg["test_feeder_args"]["data_path"] == npz and cfg["test_feeder_args"]["p_interval"] == [0.95]
         assert args["num_classes"] == {"ntu60": 60, "ntu120": 120}[dataset]
         if name == "linear_evaluation":
@@ -324,7 +324,7 @@ def test_pku_part2_stars_configs():
     _, third = resolved(os.path.join(folder, "pretext", "clrtuning_xsub_third.yaml"))
     assert (second["base_lr"], second["num_epoch"], second["model_args"]["third_stage"]) == (1e-4, 20, False)
     assert (third["base_lr"], third["num_epoch"], third["model_args"]["layer_decay"]) == (1e-4, 10, 0.35)
-    assert third["weights"] == second["work_dir"] + "/latest.pt"
+    assert third["weights"] == second["work_dir"] + "/best_epoch.pt"
     for fam, name in (("linear_eval", "linear_eval"), ("knn", "knn"), ("finetune_eval", "finetune_eval")):
         _, cfg = resolved(os.path.join(folder, fam, f"{name}_stars_xsub.yaml"))
         assert cfg["model_args"]["num_classes"] == 51 and cfg["test_feeder_args"]["data_path"].endswith("PKUv2_XSub.npz")

@@ -133,6 +133,9 @@ def test_lineage_pretext_maps_and_validates(tmp_path):
     assert cfg["weight_decay"] == 1e-4 and isinstance(cfg["weight_decay"], float)  # YAML 1.1 "1e-4" fixed
     assert cfg["stream"] == "joint" and cfg["model_args"]["queue_size"] == 32768 and cfg["batch_size"] == 128
     assert out.read_text().startswith("# python main.py pretrain_skeletonclr --config")
+    # what upstream computed, kept: the key encoder as its own draw, replayed augmentations, whole-batch BN
+    assert (cfg["model_args"]["target_init"], cfg["replay_augmentation"], cfg["sync_bn"]) == ("independent", True, True)
+    assert "model_args.target_init: 'independent' (what upstream computed" in out.read_text()
 
 
 def test_stars_stage2_brings_its_hidden_values(tmp_path, capsys):
@@ -415,6 +418,8 @@ def test_asar_configs_convert(tmp_path, capsys):
     assert cfg["model"] == "net.asar.ASAR" and cfg["train_feeder"] == "feeder.ntu_feeder.Feeder_dual"
     assert cfg["model_args"]["queue_size"] == 32768 and cfg["weight_decay"] == 1e-4 and cfg["stream"] == "joint"
     assert "topk" not in cfg["model_args"] and "mining_epoch" not in cfg["model_args"]
+    args = cfg["model_args"]  # batch 128 = feature_dim 128: upstream's untransposed slice ran, so it is kept
+    assert args["legacy_queue_candidates"] and args["legacy_enqueue_all_candidates"]
     err = capsys.readouterr().err
     assert "topk: 1 (parsed by upstream's pretrain_asar, never used)" in err and "mining_epoch: 0" in err
     assert "Feeder_triple -> feeder.ntu_feeder.Feeder_dual" in text

@@ -541,7 +541,8 @@ def test_convert_config_maps_hysp_pretext(tmp_path):
             args["base_encoder"]) == (True, True, 50, 100, "net.st_gcn.Model")
     assert (full["amp"], full["optimizer"], full["base_lr"], full["step"], full["weight_decay"], full["batch_size"],
             full["train_feeder"], full["weights"]) == \
-        ("off", "SGD", 0.2, [300, 400], 1e-4, 512, "feeder.ntu_feeder.Feeder_double", None)
+        ("off", "RiemannianSGD", 0.2, [300, 400], 1e-4, 512, "feeder.ntu_feeder.Feeder_double", None)
+    assert args["ema_update"] == "before_backward"
     assert "new_augs" not in full["train_feeder_args"]
     lost = " ".join(unmapped)
     for key in ("val_batch_size", "val_feeder_args", "new_augs", "wandb.save_dir"):

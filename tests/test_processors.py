@@ -299,6 +299,7 @@ def test_optimizer_state_follows_parameter_names_on_resume(pretrained, nw_ucla_s
     for i, name in enumerate(names):
         buf = proc.optimizer.state[params[name]]["momentum_buffer"]
         assert torch.equal(buf, state["optimizer"]["state"][i]["momentum_buffer"]), name
+    proc.lock.release()  # built, never run: free the work_dir for the next one
     atomic_save({**state, "optimizer_params": [names[:-1] + ["encoder_q.not_a_parameter"]]}, str(work / "latest.pt"))
     with pytest.raises(CheckpointError, match="optimiser state does not match"):
         Pretrain(pretrain_config(nw_ucla_small, work), name="pretrain_skeletonclr")

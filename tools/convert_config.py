@@ -67,6 +67,20 @@ PRETRAIN_PROCESSOR = {"net.stars.STARS": "pretrain_clrtuning", "net.mamp.MAMP": 
                       "net.caca.CACA": "pretrain_skeleton", "net.caca.CACA3Views": "pretrain_skeleton_3views",
                       "net.skelemixclr.SkeleMixCLR": "pretrain_skeletonclr_multi_swapv2",
                       "net.skelemixclr.SkeleMixCLRv1": "pretrain_skeletonclr_multi_swap"}
+# The upstream behaviours a converted config keeps (README "Paper configs and upstream quirks"): model_args of a
+# pretraining model and top-level keys, so a converted run computes what the upstream code computed.
+_LINEAGE = {"target_init": "independent"}
+UPSTREAM_MODEL_ARGS = {
+    "net.skeletonclr.SkeletonCLR": _LINEAGE, "net.aimclr.AimCLR": _LINEAGE, "net.skelemixclr.SkeleMixCLR": _LINEAGE,
+    "net.skelemixclr.SkeleMixCLRv1": _LINEAGE, "net.caca.CACA": _LINEAGE, "net.caca.CACA3Views": _LINEAGE,
+    "net.crossclr.CrosSCLR": {**_LINEAGE, "legacy_crossclr_momentum": True, "legacy_shared_projector": True},
+    "net.crossclr.CrosSCLR3Views": {**_LINEAGE, "legacy_crossclr_momentum": True, "legacy_shared_projector": True},
+    "net.asar.ASAR": {**_LINEAGE, "legacy_queue_candidates": True, "legacy_enqueue_all_candidates": True},
+    "net.hysp.HYSP": {"ema_update": "before_backward"},
+    "net.stars.STARS": {"legacy_view1_no_grad": True, "second_pass": True},
+}
+UPSTREAM_KEYS = {"net.stars.STARS": {"save_best_by": "knn_top1"}}
+UPSTREAM_LINEAGE_KEYS = {"replay_augmentation": True, "sync_bn": True}  # the lineage's pretraining processors
 # keys with no effect here: (upstream key, why)
 DROPPED = {"KNN_show": "upstream printed the kNN monitor at these epochs; here it is logged every knn_interval",
            "knn_classes": "the class count comes from the data",
@@ -287,8 +301,8 @@ class Conversion:
         elif protocol == "semi":
             processor = "semi_evaluation"
             self.out["label_fraction"] = 0.1
-            self.note("protocol semi -> semi_evaluation, label_fraction 0.1 (upstream: sklearn resample of 10 %, "
-                      "stratified, global seed; here a seeded class-balanced subset saved to the work_dir)")
+            self.note("protocol semi -> semi_evaluation, label_fraction 0.1 (upstream's stratified sklearn resample, "
+                      "subset_rule hysp, seed 123; saved to the work_dir)")
         elif protocol == "supervised":
             processor = "finetune_evaluation"
             self.note("protocol supervised -> finetune_evaluation (all labels, from the pretrained weights)")
@@ -305,11 +319,10 @@ class Conversion:
         self.note(f"precision {precision} -> amp {self.out['amp']}")
         optimizer = src.pop("optimizer", "SGD")
         if optimizer in ("SGD", "RiemannianSGD"):
-            self.out["optimizer"] = "SGD"
+            self.out["optimizer"] = optimizer
             if optimizer == "RiemannianSGD":
-                self.note("optimizer RiemannianSGD -> SGD: the same update for Euclidean parameters (none is a "
-                          "ManifoldParameter here) except geoopt's first step, which seeds the momentum buffer "
-                          "with the raw gradient before applying momentum (docs/notes/hysp_upstream.md)")
+                self.note("optimizer RiemannianSGD: torch SGD with geoopt's first momentum step (the buffer starts at "
+                          "the raw gradient); the same update afterwards (no ManifoldParameter here)")
         elif optimizer in ("Adam", "AdamW"):
             self.out["optimizer"] = optimizer
         else:
@@ -428,7 +441,34 @@ def convert(path: str, processor: str | None = None, gpus: int = 0, out_path: st
         cls, implied = get_processor(processor)
         conv.lineage(cls.defaults(), accepted)
     conv.out["model_args"] = {**model_args, **conv.out.get("model_args", {})}
+    keep_upstream_behaviour(conv, model, processor)
     return conv.out, processor, conv.notes, conv.unmapped
+
+
+def keep_upstream_behaviour(conv: Conversion, model: str, processor: str):
+    """Set the keys that select upstream's behaviour where ours differs (each noted in the output's header)."""
+    args = conv.out["model_args"]
+    pretrain = processor.startswith("pretrain")
+    wanted = dict(UPSTREAM_MODEL_ARGS.get(model, {})) if pretrain else {}
+    if model == "net.asar.ASAR" and conv.out.get("batch_size") != args.get("feature_dim", 128):
+        wanted.pop("legacy_queue_candidates")  # upstream's slice only runs when the batch equals feature_dim
+        conv.note("legacy_queue_candidates left off: upstream's untransposed queue slice cannot run at batch "
+                  f"{conv.out.get('batch_size')} with feature_dim {args.get('feature_dim', 128)}")
+    top = dict(UPSTREAM_KEYS.get(model, {})) if pretrain else {}
+    if pretrain and UPSTREAM_MODEL_ARGS.get(model, {}).get("target_init"):
+        top.update(UPSTREAM_LINEAGE_KEYS)
+    if model == "net.hysp.HYSP" and processor == "linear_evaluation":
+        top["frozen_encoder"] = "train"  # upstream's frozen encoder stays in Lightning's train() mode
+    if model == "net.hysp.HYSP" and processor == "semi_evaluation":
+        top.update(subset_rule="hysp", subset_seed=123)
+    for key, v in wanted.items():
+        if args.get(key) != v:
+            args[key] = v
+            conv.note(f"model_args.{key}: {v!r} (what upstream computed; README \"Paper configs and upstream quirks\")")
+    for key, v in top.items():
+        if conv.out.get(key) != v:
+            conv.out[key] = v
+            conv.note(f"{key}: {v!r} (what upstream computed; README \"Paper configs and upstream quirks\")")
 
 
 def validate_output(cfg: dict, processor: str, out_path: str | None):
