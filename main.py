@@ -7,11 +7,9 @@ from __future__ import annotations
 import shlex
 import sys
 
-from feeder.ntu_feeder import DataError
 from processor import PROCESSORS, get_processor
-from processor.base import TrainingError
-from torchlight.config import ConfigError, load_yaml, parse_overrides, set_dotted
-from torchlight.io import CheckpointError, WorkDirBusy
+from torchlight.config import load_yaml, parse_overrides, set_dotted
+from torchlight.errors import RUN_ERRORS, ConfigError
 
 USAGE = "usage: python main.py <processor> --config path.yaml [--key value] [--section.key value] ..."
 
@@ -50,7 +48,7 @@ def main(argv=None) -> int:
         cfg = build_config(processor_cls, implied, rest)
         command = "python main.py " + " ".join(shlex.quote(a) for a in argv)
         processor_cls(cfg, name=name, command=command).run()
-    except (ConfigError, CheckpointError, DataError, TrainingError, FileNotFoundError, WorkDirBusy) as e:
+    except RUN_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, unwritable file: the message names the file; checkpoints are atomic

@@ -74,7 +74,7 @@ def make_step(args, upstream: bool, compile_model: bool = False):
             views = [x, x.clone()]  # augmentation happened in the workers, not timed
         else:
             views = [augment.normal_augment(x, 0.5, 6, generator=gen) for _ in range(2)]
-        loss = model({"views": views})["loss"]
+        loss = model({"views": {"query": views[0], "key": views[1]}})["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

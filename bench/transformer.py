@@ -42,7 +42,7 @@ def make_step(kind: str, upstream: bool, batch: int):
         model = MAMP(decoder_depth=3)
         groups = model.param_groups({"weight_decay": 0.05})
     else:
-        model = STARS()
+        model = STARS(second_pass=upstream)  # upstream runs its identical second view again
         groups = model.param_groups({"weight_decay": 0.01})
     set_attention(model, fused=not upstream)
     model.train()
@@ -58,8 +58,7 @@ def make_step(kind: str, upstream: bool, batch: int):
             x = clip  # cropped and resized in the workers, not timed
         else:
             x = augment.uniform_rotate(augment.valid_crop_resize(raw, [0.5, 1], 120, 64, gen), generator=gen)
-        views = [x, x] if (upstream and kind == "stars") else [x]
-        loss = model({"views": views, "index": index, "generator": gen})["loss"]
+        loss = model({"views": {"clip": x}, "index": index, "generator": gen})["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

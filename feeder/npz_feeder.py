@@ -1,7 +1,8 @@
 """The CTR-GCN / MAMP / STARS `.npz` format as a dataset.
 
-`NTU60_XSub.npz` and friends hold `x_train` / `x_test` float32 (N, T=300, 150) — 2 persons x 25
-joints x xyz, person-major — and one-hot `y_train` / `y_test`. Samples come out in the lineage
+`NpzReader` reads it; `Feeder` is the reader plus the views its augmentation arguments ask for (the
+class name MAMP / STARS configs use). `NTU60_XSub.npz` and friends hold `x_train` / `x_test` float32
+(N, T=300, 150) — 2 persons x 25 joints x xyz, person-major — and one-hot `y_train` / `y_test`. Samples come out in the lineage
 layout (C=3, T, V=25, M=2) with integer labels, so every processor and augmentation works on them.
 An `.npz` member cannot be memory-mapped, so with `mmap: true` the split is extracted once to a
 `.npy` beside the file (atomically) and memory-mapped from there: NTU60's x_train is 7 GB.
@@ -13,10 +14,13 @@ import zipfile
 
 import numpy as np
 
+from torchlight.errors import DataError
 from torchlight.io import atomic_write
 
+from . import views
+from .base import SkeletonDataset
 from .layouts import get_layout
-from .ntu_feeder import DataError, Feeder_single
+from .ntu_feeder import split_p_interval
 
 SPLITS = {"train": "train", "val": "test", "test": "test"}
 
@@ -53,18 +57,17 @@ class RowSubset:
         return self.base[self.rows[index]]
 
 
-class Feeder(Feeder_single):
+class NpzReader(SkeletonDataset):
     """One split of a CTR-GCN / MAMP `.npz`; `split` is train or test (val means test).
 
-    Sample names are `<split>_<index>` (the format stores none). Augmentation arguments as
-    Feeder_single (off by default). `class_range: [lo, hi]` keeps the samples whose 0-based label is
-    in lo..hi-1 and relabels them 0..hi-lo-1: STARS' few-shot set is NTU120 XSub with [60, 120]
-    (the actions A61-A120, exactly the samples NTU60 does not hold).
+    Sample names are `<split>_<index>` (the format stores none). `p_interval: [p]` with `window_size`
+    centre-crops each sample when read (MAMP / STARS' test view). `class_range: [lo, hi]` keeps the samples
+    whose 0-based label is in lo..hi-1 and relabels them 0..hi-lo-1: STARS' few-shot set is NTU120 XSub with
+    [60, 120] (the actions A61-A120, exactly the samples NTU60 does not hold).
     """
 
-    def __init__(self, data_path, split="train", shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
-                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64,
-                 class_range=None):
+    def __init__(self, data_path, split="train", mmap=True, layout=None, check_data=True, p_interval=None,
+                 window_size=-1, min_crop_frames=64, class_range=None):
         if split not in SPLITS:
             raise DataError(f"{data_path}: split must be one of {sorted(SPLITS)}, got {split!r}")
         if not os.path.isfile(data_path):
@@ -90,8 +93,7 @@ class Feeder(Feeder_single):
             self._keep_classes(data_path, class_range)
             n = len(self.label)
         self.data_path, self.label_path = data_path, data_path
-        self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
-        self.set_temporal_view(p_interval, window_size, random_rot, min_crop_frames)
+        self.set_centre_crop(p_interval, window_size, min_crop_frames)
         if n == 0:
             raise DataError(f"dataset {data_path} ({part}) is empty")
         self.layout = get_layout(layout or "ntu-rgb+d")
@@ -109,3 +111,18 @@ class Feeder(Feeder_single):
         self.data = RowSubset(self.data, rows)
         self.label = self.label[rows] - lo
         self.sample_name = [self.sample_name[i] for i in rows]
+
+
+class Feeder(NpzReader):
+    """The reader plus one view (`clip`) from the augmentation arguments of Feeder_single (off by default):
+    the class name MAMP / STARS configs use, kept for config compatibility."""
+
+    def __init__(self, data_path, split="train", shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
+                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64,
+                 class_range=None):
+        centre, random_crop = split_p_interval(p_interval)
+        super().__init__(data_path, split, mmap, layout, check_data, centre, window_size, min_crop_frames,
+                         class_range)
+        self.view_recipe = views.Clip(layout=self.layout, shear_amplitude=shear_amplitude,
+                                      temperal_padding_ratio=temperal_padding_ratio, p_interval=random_crop,
+                                      window_size=window_size, random_rot=random_rot, min_crop_frames=min_crop_frames)

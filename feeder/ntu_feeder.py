@@ -1,9 +1,9 @@
-"""Lineage-format datasets: (N, C, T, V, M) float32 `.npy` + `.pkl` (sample names, labels).
+"""The lineage format: (N, C, T, V, M) float32 `.npy` + a `.pkl` of (sample names, labels).
 
-The class names of the lineage (`Feeder_single`, `Feeder_dual`, `Feeder_triple`) stay importable
-so old YAMLs work; their constructor arguments keep their meaning. What changed: a dataset only
-reads (memory-mapped, whole batches at once) and checks its data when it opens; the augmentations
-its arguments ask for run afterwards on the training device, batched (`make_views`).
+`LineageReader` reads it (memory-mapped, whole batches at once) and checks it when it opens. The lineage's
+class names stay importable, so old YAMLs run unchanged: `Feeder_single`, `Feeder_dual`, `Feeder_triple`
+and `Feeder_double` are this reader plus the view recipe their augmentation arguments describe
+(feeder/views.py: `clip`, `normal_pair`, `extreme_normal_pair`, `strong_weak`).
 """
 from __future__ import annotations
 
@@ -11,19 +11,17 @@ import json
 import os
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
+from torchlight.errors import DataError
 from torchlight.io import load_pickle
 
-from . import augment
+from . import views
+from .base import SkeletonDataset, identity_collate
 from .layouts import get_layout
 
-_LAYOUT_BY_JOINTS = {25: "ntu-rgb+d", 20: "nw-ucla"}
-
-
-class DataError(ValueError):
-    """Bad dataset files or samples; the message names the file, index and sample."""
+LAYOUT_BY_JOINTS = {25: "ntu-rgb+d", 20: "nw-ucla"}
+__all__ = ["LineageReader", "Feeder_single", "Feeder_dual", "Feeder_triple", "Feeder_double", "read_labels",
+           "split_p_interval", "LAYOUT_BY_JOINTS", "DataError", "identity_collate"]  # the last two: older imports
 
 
 def read_labels(label_path: str) -> tuple:
@@ -43,22 +41,14 @@ def read_labels(label_path: str) -> tuple:
     return names, labels.astype(np.int64)
 
 
-def identity_collate(batch):
-    return batch
+class LineageReader(SkeletonDataset):
+    """`data_path` (N, C=2|3, T, V, M) .npy and `label_path` (names, labels) .pkl. The layout comes from
+    `layout`, else the folder's manifest.json (the data tools write one), else the joint count (25: NTU, 20:
+    NW-UCLA). `p_interval: [p]` with `window_size` centre-crops each sample when read (MAMP / STARS)."""
 
-
-class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for config compatibility
-    """One view per sample. Augmentation (off by default, as in evaluation):
-    temporal crop with reflection padding (`temperal_padding_ratio` > 0, lineage spelling) and shear
-    (`shear_amplitude` > 0)."""
-
-    num_views = 1
-
-    def __init__(self, data_path, label_path, shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
-                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False, min_crop_frames=64):
+    def __init__(self, data_path, label_path, mmap=True, layout=None, check_data=True, p_interval=None,
+                 window_size=-1, min_crop_frames=64):
         self.data_path, self.label_path = data_path, label_path
-        self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
-        self.set_temporal_view(p_interval, window_size, random_rot, min_crop_frames)
         if not os.path.isfile(data_path):
             raise DataError(f"data file not found: {data_path} (see the README's data section to prepare it)")
         try:
@@ -76,6 +66,7 @@ class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for confi
         if self.layout.num_joints != self.data.shape[3]:
             raise DataError(f"data file {data_path} has {self.data.shape[3]} joints but layout "
                             f"{self.layout.name!r} has {self.layout.num_joints}")
+        self.set_centre_crop(p_interval, window_size, min_crop_frames)
         if check_data:
             self.check()
 
@@ -89,130 +80,66 @@ class Feeder_single(Dataset):  # noqa: N801 - lineage class name, kept for confi
 
     def _layout_from_joints(self):
         v = self.data.shape[3]
-        if v not in _LAYOUT_BY_JOINTS:
+        if v not in LAYOUT_BY_JOINTS:
             raise DataError(f"{self.data_path}: no built-in layout has {v} joints; pass `layout:` (a YAML file)")
-        return _LAYOUT_BY_JOINTS[v]
+        return LAYOUT_BY_JOINTS[v]
 
-    def check(self, chunk: int = 1024):
-        """Find non-finite or all-zero samples now, with their index and name, not at step 10,000."""
-        for start in range(0, len(self.data), chunk):
-            block = np.asarray(self.data[start:start + chunk])
-            flat = block.reshape(len(block), -1)
-            bad = ~np.isfinite(flat).all(axis=1)
-            if bad.any():
-                i = start + int(np.argmax(bad))
-                raise DataError(f"{self.data_path}: sample {i} ({self.sample_name[i]}) contains NaN or inf")
-            empty = ~flat.any(axis=1)
-            if empty.any():
-                i = start + int(np.argmax(empty))
-                raise DataError(f"{self.data_path}: sample {i} ({self.sample_name[i]}) is all zeros "
-                                f"(a missing skeleton?); remove it from the dataset")
 
-    def select(self, rows) -> None:
-        """Keep only these rows (e.g. a semi-supervised subset); they are read into memory."""
-        rows = np.asarray(rows, dtype=np.int64)
-        self.data = np.asarray(self.data[rows], dtype=np.float32)
-        self.label = self.label[rows]
-        self.sample_name = [self.sample_name[i] for i in rows]
+def split_p_interval(p_interval):
+    """(the reader's centre crop [p] or None, the views' random crop [p0, p1] or None) of a legacy p_interval."""
+    if p_interval is None:
+        return None, None
+    p = list(p_interval) if isinstance(p_interval, (list, tuple)) else [p_interval]
+    if len(p) == 2 and not (0 < float(p[0]) <= float(p[1]) <= 1):
+        raise DataError(f"p_interval must be [p] or [p_low, p_high] within (0, 1], got {p}")
+    return (p, None) if len(p) == 1 else (None, p)
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.label.max()) + 1
 
-    def __len__(self):
-        return len(self.label)
+class Feeder_single(LineageReader):  # noqa: N801 - lineage class name, kept for config compatibility
+    """The reader plus one view (`clip`): temporal crop with reflection padding (`temperal_padding_ratio` > 0,
+    lineage spelling) and shear (`shear_amplitude` > 0); MAMP's random crop (`p_interval: [p0, p1]`) and
+    rotation (`random_rot`). Everything off by default, as in evaluation."""
 
-    def __getitem__(self, index):
-        x = torch.from_numpy(np.array(self.data[index], dtype=np.float32))
-        return self._centre_crop(x[None])[0], int(self.label[index]), index
+    recipe = views.Clip
 
-    def set_temporal_view(self, p_interval, window_size, random_rot, min_crop_frames):
-        """MAMP / STARS views: `p_interval` [p] centre-crops the valid frames to their middle p (here,
-        when a batch is read: deterministic), [p0, p1] crops a random fraction (on the device, in
-        make_views); either way resized to `window_size` frames. `random_rot` rotates each sequence
-        by U(-0.3, 0.3) rad about x, y, z. (Upstream's min crop of 64 frames: `min_crop_frames`.)"""
-        if p_interval is not None:
-            p_interval = [float(p) for p in (p_interval if isinstance(p_interval, (list, tuple)) else [p_interval])]
-            ok = len(p_interval) in (1, 2) and all(0 < p <= 1 for p in p_interval) and p_interval == sorted(p_interval)
-            if not ok:
-                raise DataError(f"{self.data_path}: p_interval must be [p] or [p_low, p_high] within (0, 1], "
-                                f"got {p_interval}")
-            if int(window_size) <= 0:
-                raise DataError(f"{self.data_path}: p_interval needs window_size (the frames to resize to)")
-        self.p_interval, self.window_size = p_interval, int(window_size)
-        self.random_rot, self.min_crop_frames = bool(random_rot), int(min_crop_frames)
+    def __init__(self, data_path, label_path, shear_amplitude=-1.0, temperal_padding_ratio=-1, mmap=True,
+                 layout=None, check_data=True, p_interval=None, window_size=-1, random_rot=False,
+                 min_crop_frames=64):
+        centre, random_crop = split_p_interval(p_interval)
+        super().__init__(data_path, label_path, mmap, layout, check_data, centre, window_size, min_crop_frames)
+        self.view_recipe = self.recipe(
+            layout=self.layout, shear_amplitude=shear_amplitude, temperal_padding_ratio=temperal_padding_ratio,
+            p_interval=random_crop, window_size=window_size, random_rot=random_rot, min_crop_frames=min_crop_frames,
+            **self.recipe_args())
 
-    def _centre_crop(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p_interval is None or len(self.p_interval) != 1:
-            return x
-        return augment.valid_crop_resize(x, self.p_interval, self.window_size, self.min_crop_frames)
-
-    def __getitems__(self, indices):
-        """A whole batch with one memory-mapped read: (x (B, C, T, V, M), labels (B,), indices (B,))."""
-        idx = np.asarray(indices)
-        x = np.asarray(self.data[np.sort(idx)], dtype=np.float32)
-        x = x[np.argsort(np.argsort(idx))]  # back to the sampler's order
-        return self._centre_crop(torch.from_numpy(x)), torch.from_numpy(self.label[idx]), torch.from_numpy(idx)
-
-    @property
-    def augments(self) -> bool:
-        random_crop = self.p_interval is not None and len(self.p_interval) == 2
-        return self.shear_amplitude > 0 or self.padding_ratio > 0 or random_crop or self.random_rot
-
-    def normal_view(self, x, generator):
-        if self.p_interval is not None and len(self.p_interval) == 2:
-            x = augment.valid_crop_resize(x, self.p_interval, self.window_size, self.min_crop_frames, generator)
-        if self.random_rot:
-            x = augment.uniform_rotate(x, generator=generator)
-        return augment.normal_augment(x, self.shear_amplitude, self.padding_ratio, generator=generator)
-
-    def make_views(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list:
-        """The augmented views of a batch already on the training device."""
-        return [self.normal_view(x, generator)]
+    def recipe_args(self) -> dict:
+        return {}
 
 
 class Feeder_dual(Feeder_single):  # noqa: N801
-    """Two independently augmented views (SkeletonCLR, CrosSCLR)."""
+    """The reader plus two independently augmented views, `query` and `key` (SkeletonCLR, CrosSCLR)."""
 
-    num_views = 2
-
-    def make_views(self, x, generator=None):
-        return [self.normal_view(x, generator), self.normal_view(x, generator)]
+    recipe = views.NormalPair
 
 
 class Feeder_triple(Feeder_single):  # noqa: N801
-    """AimCLR's views: [normal + extreme augmentations (`aug_method` digits), normal, normal]."""
+    """The reader plus AimCLR's views: `extreme` (normal, then the `aug_method` digits), `query`, `key`."""
 
-    num_views = 3
+    recipe = views.ExtremeNormalPair
 
     def __init__(self, *args, aug_method="12345", blur_normalize=False, **kwargs):
-        super().__init__(*args, **kwargs)
         self.aug_method, self.blur_normalize = str(aug_method), blur_normalize
+        super().__init__(*args, **kwargs)
 
-    @property
-    def augments(self) -> bool:
-        return True
-
-    def make_views(self, x, generator=None):
-        extreme = augment.extreme_augment(self.normal_view(x, generator), self.aug_method,
-                                          self.layout.flip_permutation, generator=generator,
-                                          blur_normalize=self.blur_normalize)
-        return [extreme, self.normal_view(x, generator), self.normal_view(x, generator)]
+    def recipe_args(self) -> dict:
+        return {"aug_method": self.aug_method, "blur_normalize": self.blur_normalize}
 
 
 class Feeder_double(Feeder_triple):  # noqa: N801
-    """HYSP's views: [strong, weak] = [normal + extreme augmentations, normal]. Strong is HYSP feeder
-    `_strong_aug`: temporal crop and shear, then spatial flip, rotation, Gaussian noise, Gaussian blur,
-    axis mask and time flip in that order (`aug_method` "123456"; AimCLR's default "12345" has no
-    time flip). Weak is `_aug`: temporal crop and shear."""
+    """The reader plus HYSP's views: `strong` (normal, then `aug_method`, default "123456": with the time
+    flip) and `weak` (normal)."""
 
-    num_views = 2
+    recipe = views.StrongWeak
 
     def __init__(self, *args, aug_method="123456", **kwargs):
         super().__init__(*args, aug_method=aug_method, **kwargs)
-
-    def make_views(self, x, generator=None):
-        strong = augment.extreme_augment(self.normal_view(x, generator), self.aug_method,
-                                         self.layout.flip_permutation, generator=generator,
-                                         blur_normalize=self.blur_normalize)
-        return [strong, self.normal_view(x, generator)]

@@ -2,7 +2,7 @@
 
 SkeletonCLR's MoCo v2 plus three things (Levigty/AimCLR: net/aimclr.py, net/att_drop.py,
 processor/pretrain_aimclr.py):
-- a third, extremely augmented view x_e (Feeder_triple: [extreme, normal, normal]);
+- a third, extremely augmented view x_e (views `extreme`, `query`, `key`: the recipe extreme_normal_pair);
 - EADM, the energy-based attention-guided drop: the last feature map of x_e with its most attended
   joints and entries zeroed gives a second extreme query q_ed (no parameters, no state_dict keys);
 - DDM: the softmax distribution of the normal query over [key | queue], detached, supervises the
@@ -69,6 +69,10 @@ def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor) -> torch.T
 
 
 class AimCLR(SkeletonCLR):
+    views = ("extreme", "query", "key")
+    default_views = {"recipe": "extreme_normal_pair", "shear_amplitude": 0.5, "temperal_padding_ratio": 6,
+                     "aug_method": "12345"}
+
     """Upstream keys: encoder_q / encoder_k (ST-GCN, MLP projector fc.0 / fc.2), queue, queue_ptr.
 
     mining_epoch: nearest-neighbour mining from upstream epoch mining_epoch + 1 on (upstream epochs
@@ -101,10 +105,8 @@ class AimCLR(SkeletonCLR):
         q_ed = enc.forward_head(enc.pool(attention_drop(fmap, self.keep_prob, self.e_lambda), n))
         return q_e, q_ed
 
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.encoder_q(batch)
-        x_e, x_q, x_k = batch["views"][:3]
+    def pretrain_step(self, batch):
+        x_e, x_q, x_k = (batch["views"][name] for name in ("extreme", "query", "key"))
         q = F.normalize(self.encoder_q(x_q), dim=1)
         q_e, q_ed = (F.normalize(z, dim=1) for z in self.extreme_queries(x_e))
         with torch.no_grad():

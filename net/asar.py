@@ -193,10 +193,8 @@ class ASAR(SkeletonCLR):
         chosen = broadcast(order[:take].contiguous())
         return candidates[chosen], chosen
 
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.encoder_q(batch)
-        x_q, x_k = batch["views"][-2:]  # Feeder_dual's pair; Feeder_triple (upstream): its two normal views
+    def pretrain_step(self, batch):
+        x_q, x_k = batch["views"]["query"], batch["views"]["key"]
         q = F.normalize(self.encoder_q(x_q), dim=1)
         with torch.no_grad():
             momentum_update(self.encoder_q, self.encoder_k, self.m)

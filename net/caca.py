@@ -47,6 +47,7 @@ from torch import nn
 from feeder.streams import STREAMS, to_stream
 from torchlight.util import import_class
 
+from .base import Method
 from .modules import at_least_float32, init_target, momentum_update, weights_init
 
 
@@ -102,7 +103,7 @@ class _Head(nn.Module):
         return self.net(x)
 
 
-class _CACABase(nn.Module):
+class _CACABase(Method):
     """Module construction, EMA and the evaluation interface shared by the one- and three-stream models.
 
     `suffixes` are the module-name endings: [""] for one stream (online_backbone, ...), ["_joint",
@@ -110,6 +111,8 @@ class _CACABase(nn.Module):
     """
 
     suffixes: tuple = ("",)
+    views = ("query", "key")
+    default_views = {"recipe": "normal_pair", "shear_amplitude": 0.5, "temperal_padding_ratio": 6}
 
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=512, projection_hidden_size=2048,
                  projection_size=512, prediction_hidden_size=2048, moving_average_decay=0.996, use_momentum=True,
@@ -191,11 +194,8 @@ class CACA(_CACABase):
     def forward_head(self, features):
         return self.online_projector(features)
 
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.forward_head(self.forward_features(batch))
-        x1, x2 = batch["views"][:2]
-        p1, p2, z1, z2 = self.stream_outputs(x1, x2, "")
+    def pretrain_step(self, batch):
+        p1, p2, z1, z2 = self.stream_outputs(batch["views"]["query"], batch["views"]["key"], "")
         return {"loss": cmal_loss(p1, p2, z1, z2)}
 
 
@@ -247,10 +247,8 @@ class CACA3Views(_CACABase):
                    for s, v in zip(self.suffixes, self.streams_of(x))) / len(STREAMS)
 
     # --- training -----------------------------------------------------------------------------------
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.forward_head(self.forward_features(batch))
-        x1, x2 = batch["views"][:2]
+    def pretrain_step(self, batch):
+        x1, x2 = batch["views"]["query"], batch["views"]["key"]
         layout = batch.get("layout")
         outs = {s: self.stream_outputs(v1, v2, "_" + s)
                 for s, v1, v2 in zip(STREAMS, self.streams_of(x1, layout), self.streams_of(x2, layout))}

@@ -37,6 +37,7 @@ from torch import nn
 from feeder.streams import to_stream
 from torchlight.util import import_class
 
+from .base import Method
 from .modules import (at_least_float32, enqueue, info_nce, init_queue, init_target, mlp_projector, moco_logits,
                       momentum_update, top1_of_positive, weights_init)
 
@@ -59,11 +60,13 @@ def cross_view_loss(l_pos: torch.Tensor, l_neg: torch.Tensor, l_neg_partner: tor
     return -((F.log_softmax(logits, dim=1) * pos).sum(1) / pos.sum(1)).mean()
 
 
-class CrosSCLR(nn.Module):
+class CrosSCLR(Method):
     """Upstream's 2-stream CrosSCLR (joint + motion); `CrosSCLR3Views` adds the bone stream."""
 
     STREAMS = ("joint", "motion")
     derives_streams = True  # evaluated with `stream: all`: it takes the joints and derives the rest
+    views = ("query", "key")
+    default_views = {"recipe": "normal_pair", "shear_amplitude": 0.5, "temperal_padding_ratio": 6}
 
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.07, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
@@ -127,10 +130,8 @@ class CrosSCLR(nn.Module):
         """Cross-view mining from 0-based epoch `cross_epoch` on (upstream: 1-based epoch > cross_epoch)."""
         return epoch >= self.cross_epoch
 
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.forward_head(self.forward_features(batch))
-        x_q, x_k = batch["views"][:2]
+    def pretrain_step(self, batch):
+        x_q, x_k = batch["views"]["query"], batch["views"]["key"]
         layout = batch.get("layout", self.layout)
         cross = self.is_cross(int(batch["epoch"]))
         q, k = {}, {}

@@ -62,6 +62,7 @@ from torch import nn
 
 from torchlight.util import import_class
 
+from .base import Method
 from .modules import copy_params, momentum_update
 
 # --- Poincaré ball (curvature -c) ------------------------------------------------------------------
@@ -230,7 +231,11 @@ def curriculum_weight(epoch: int, initial_hyper_epoch: int, final_hyper_epoch: i
     return float(np.float32(min(max(lam, 0.0), 1.0)))
 
 
-class HYSP(nn.Module):
+class HYSP(Method):
+    views = ("strong", "weak")
+    default_views = {"recipe": "strong_weak", "shear_amplitude": 0.5, "temperal_padding_ratio": 6,
+                     "aug_method": "123456"}
+
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, in_channels=3, hidden_channels=64,
                  out_channels=1024, projection_hidden_size=(1024, 1024), predictor_hidden_size=(1024, 1024),
                  num_classes=60, moving_average_decay=0.999, dropout=0.5, graph_args=None,
@@ -333,10 +338,8 @@ class HYSP(nn.Module):
         return self.online_encoder(x)
 
     # --- training -----------------------------------------------------------------------------------
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.forward_head(self.forward_features(batch))
-        x1, x2 = batch["views"][:2]
+    def pretrain_step(self, batch):
+        x1, x2 = batch["views"]["strong"], batch["views"]["weak"]
         lam = self.hyper_weight(batch["epoch"])
         q1, q2 = self.online(x1), self.online(x2)
         k1, k2 = self.target(x1), self.target(x2)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from feeder.views import multi_resolution_names
+
 from .modules import at_least_float32, enqueue, init_target, momentum_update, top1_of_positive, weights_init
 from .skeletonclr import SkeletonCLR
 
@@ -139,6 +141,7 @@ class SkeleMixCLR(SkeletonCLR):
     """
 
     mix_reduction = "sum"
+    default_views = {"recipe": "multi_resolution", "frames": [64], "shear_amplitude": 0.5, "temperal_padding_ratio": 6}
 
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.2, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
@@ -173,6 +176,7 @@ class SkeleMixCLR(SkeletonCLR):
         self.custom_parts = cfg["body_parts"]
         layout = (graph_args or {}).get("layout", "ntu-rgb+d")
         self.layout_name = layout if isinstance(layout, str) else None
+        self.views = multi_resolution_names(len(self.swap_params))  # a query view per swap_params row, then the key
 
     # --- SkeleMix ---------------------------------------------------------------------------------
     def parts_matrix(self, layout, num_joints: int, device) -> torch.Tensor | None:
@@ -216,14 +220,9 @@ class SkeleMixCLR(SkeletonCLR):
         return F.normalize(enc.forward_head(trimmed), dim=1), F.normalize(enc.forward_head(residual), dim=1)
 
     # --- training -----------------------------------------------------------------------------------
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.encoder_q(batch)
-        views, gen = batch["views"], batch.get("generator")
-        queries, x_k = views[:-1], views[-1]
-        if len(queries) != len(self.swap_params):
-            raise ValueError(f"SkeleMixCLR got {len(queries)} query view(s) for {len(self.swap_params)} swap_params "
-                             f"row(s): the feeder's `frames` list and swap_cfg.swap_params must have one entry each")
+    def pretrain_step(self, batch):
+        gen = batch.get("generator")
+        queries, x_k = [batch["views"][name] for name in self.views[:-1]], batch["views"]["key"]
         parts = self.parts_matrix(batch.get("layout"), x_k.shape[3], x_k.device)
         mixes = []  # (partner, mixed sample, cells, weight)
         for x_q, row in zip(queries, self.swap_params):

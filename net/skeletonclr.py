@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from torchlight.util import import_class
 
+from .base import Method
 from .modules import (enqueue, info_nce, init_queue, init_target, mlp_projector, moco_logits, momentum_update,
                       top1_of_positive, weights_init)
 
 
-class SkeletonCLR(nn.Module):
+class SkeletonCLR(Method):
+    views = ("query", "key")
+    default_views = {"recipe": "normal_pair", "shear_amplitude": 0.5, "temperal_padding_ratio": 6}
+
     def __init__(self, base_encoder="net.st_gcn.Model", pretrain=True, feature_dim=128, queue_size=32768,
                  momentum=0.999, Temperature=0.07, mlp=True, in_channels=3, hidden_channels=16, hidden_dim=256,
                  num_class=60, dropout=0.5, graph_args=None, edge_importance_weighting=True, target_init="copy"):
@@ -55,10 +58,8 @@ class SkeletonCLR(nn.Module):
         return ["encoder_q.fc"]
 
     # --- training -----------------------------------------------------------------------------------
-    def forward(self, batch):
-        if not self.pretrain:
-            return self.encoder_q(batch)
-        x_q, x_k = batch["views"][:2]
+    def pretrain_step(self, batch):
+        x_q, x_k = batch["views"]["query"], batch["views"]["key"]
         q = F.normalize(self.encoder_q(x_q), dim=1)
         with torch.no_grad():
             momentum_update(self.encoder_q, self.encoder_k, self.m)

@@ -34,7 +34,8 @@ from torch import nn
 
 from torchlight.dist import all_gather_cat, all_gather_grad, rank
 
-from .mamp import STEncoder, person_sequences
+from .base import Method
+from .transformer import STEncoder, person_sequences
 
 
 class CLRHead(nn.Module):
@@ -87,7 +88,9 @@ def nn_contrastive_loss(p: torch.Tensor, neighbours: torch.Tensor, temperature: 
     return F.cross_entropy(logits, labels)
 
 
-class STARS(nn.Module):
+class STARS(Method):
+    views = ("clip",)  # upstream's two views are the same clip: one pass (`second_pass` runs the second)
+
     def __init__(self, dim_in=3, dim_feat=256, depth=8, num_heads=8, mlp_ratio=4.0, num_frames=120, num_joints=25,
                  patch_size=1, t_patch_size=4, qkv_bias=True, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0,
                  drop_path_rate=0.0, hidden_dim=4096, feature_dim=256, queue_size=32768, Temperature=0.07, topk=0,
@@ -168,12 +171,11 @@ class STARS(nn.Module):
         self.queue_id[slots] = ids
         self.queue_ptr[0] = (ptr + n) % self.K
 
-    def forward(self, batch):
-        views, ids = batch["views"], batch["index"].to(self.queue.device)
-        p0, z0 = self.encode(views[0])
+    def pretrain_step(self, batch):
+        clip, ids = batch["views"]["clip"], batch["index"].to(self.queue.device)
+        p0, z0 = self.encode(clip)
         # STARS feeds the same clip twice (its second view is not augmented): one pass is the same
-        p1, z1 = self.encode(views[1] if len(views) > 1 else views[0]) if len(views) > 1 or self.second_pass \
-            else (p0, z0)
+        p1, z1 = self.encode(clip) if self.second_pass else (p0, z0)
         if self.legacy_view1_no_grad:  # upstream: p1 came back through its no-grad batch unshuffle
             p1 = p1.detach()
         p0_all, p1_all = all_gather_grad(p0), all_gather_grad(p1)

@@ -17,10 +17,12 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from feeder.ntu_feeder import identity_collate
+from feeder.base import identity_collate
+from feeder.views import recipe_for
 from torchlight import dist
-from torchlight.config import ConfigError, dump, resolve_path, validate
-from torchlight.io import (CheckpointError, WorkDirLock, atomic_save, atomic_write_text, load_checkpoint,
+from torchlight.config import dump, resolve_path, validate
+from torchlight.errors import CheckpointError, ConfigError, TrainingError  # noqa: F401 - TrainingError: re-export
+from torchlight.io import (WorkDirLock, atomic_save, atomic_write_text, load_checkpoint,
                            load_weights, remove_stale_temp_files)
 from torchlight.log import Logger
 from torchlight.seed import WorkerInit, get_rng_state, seed_everything, set_rng_state
@@ -46,8 +48,9 @@ BASE_DEFAULTS = {
     "rename_weights": {},
     "model": None,
     "model_args": {},
-    "train_feeder": "feeder.ntu_feeder.Feeder_single",
+    "train_feeder": "feeder.ntu_feeder.LineageReader",
     "train_feeder_args": {},
+    "views": None,  # the view recipe of the training batches (feeder/views.py): {recipe: name, its arguments}
     "test_feeder": None,
     "test_feeder_args": {},
     "num_worker": 2,
@@ -113,10 +116,6 @@ def clip_per_tensor(params, max_norm: float) -> None:
     for p in params:
         norm = p.grad.norm(2)
         p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, bad labels); the message says where and what is safe."""
 
 
 class Processor:
@@ -228,6 +227,10 @@ class Processor:
                 args[key] = resolve_path(args[key])
         return instantiate(self.cfg[feeder_key], args, where=f"{feeder_key}_args")
 
+    def view_recipe(self, dataset, default: dict | None):
+        """The views of the training batches (feeder.views.recipe_for): config `views`, legacy feeder, default."""
+        return recipe_for(self.cfg["views"], dataset, default, self.cfg["train_feeder"])
+
     def plain_loader(self, dataset):
         """The whole split in order, no augmentation, every rank (evaluation, kNN monitor)."""
         return torch.utils.data.DataLoader(dataset, batch_size=self.cfg["test_batch_size"], shuffle=False,
@@ -293,9 +296,8 @@ class Processor:
 
     def param_groups(self) -> list:
         """Optimiser groups; a model may ask for its own (e.g. layer-wise lr decay) via `param_groups()`."""
-        if hasattr(self.model, "param_groups"):
-            return self.model.param_groups(self.cfg)
-        return [{"params": self.trainable_parameters()}]
+        groups = self.model.param_groups(self.cfg) if hasattr(self.model, "param_groups") else None
+        return groups if groups is not None else [{"params": self.trainable_parameters()}]
 
     def build_optimizer(self):
         cfg = self.cfg

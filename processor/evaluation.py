@@ -171,6 +171,10 @@ class Evaluation(Processor):
         self.train_set = self.make_dataset("train_feeder")
         if self.cfg["label_fraction"] < 1 or self.cfg["shots_per_class"] > 0:
             self.use_label_subset()
+        self.views = self.view_recipe(self.train_set, None)
+        if len(self.views.names) != 1:
+            raise ConfigError(f"an evaluation trains on one view per sample; the view recipe {self.views!r} makes "
+                              f"{len(self.views.names)}: use `views: {{recipe: clip, ...}}` or Feeder_single")
         self.test_set = self.make_dataset("test_feeder")
         if self.cfg["num_epoch"] > 0:
             self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
@@ -259,7 +263,7 @@ class Evaluation(Processor):
             raise ConfigError("config keys `frozen_encoder: train` and `cache_features: true` exclude each other: "
                               "features of an encoder in train mode change at every step")
         self.cached = self.cfg["protocol"] == "linear" and not train_mode and (
-            cache == "true" or (cache == "auto" and not self.train_set.augments))
+            cache == "true" or (cache == "auto" and not self.views.augments))
         if self.cfg["recalibrate_bn"] and self.epoch == 0:
             self.recalibrate_bn()
         if not self.cached:
@@ -331,8 +335,8 @@ class Evaluation(Processor):
         for step, (x, y, index) in enumerate(bar):
             lr = self.set_lr(epoch + step / steps)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if not self.cached and self.train_set.augments:
-                x = self.train_set.make_views(x, self.generator)[0]
+            if not self.cached and self.views.augments:
+                x = self.views(x, self.generator)[self.views.names[0]]
             out, loss = self.micro_batches(x, y)
             self.iteration += 1
             if not self.check_finite(loss, epoch, step, index, self.train_set):

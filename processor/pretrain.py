@@ -16,7 +16,8 @@ from feeder.streams import to_stream
 from torchlight.config import ConfigError, resolve_path
 from torchlight.dist import all_reduce_sum
 from torchlight.io import atomic_save
-from torchlight.util import instantiate
+from feeder.views import check_views
+from torchlight.util import import_class, instantiate
 
 from .base import Processor
 from .evaluation import extract_features
@@ -42,8 +43,10 @@ class Pretrain(Processor):
     def build_data(self):
         self.train_set = self.make_dataset("train_feeder")
         self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
-        self.log(f"training data: {len(self.train_set)} samples from {self.train_set.data_path}, "
-                 f"{self.train_set.num_views} view(s) per sample, stream {self.cfg['stream']}")
+        method = import_class(self.cfg["model"])
+        self.views = self.view_recipe(self.train_set, getattr(method, "default_views", None))
+        self.log(f"training data: {len(self.train_set)} samples from {self.train_set.data_path}, views "
+                 f"{self.views!r}, stream {self.cfg['stream']}")
         if self.cfg["knn_interval"] > 0:
             feeder = self.cfg["knn_feeder"] or "feeder.ntu_feeder.Feeder_single"
             self.knn_sets = []
@@ -54,11 +57,18 @@ class Pretrain(Processor):
                     raise ConfigError(f"config key `knn_{part}_feeder_args` is required with knn_interval > 0")
                 self.knn_sets.append(instantiate(feeder, args, where=f"knn_{part}_feeder_args"))
 
+    def build_model(self):
+        super().build_model()
+        unused = check_views(self.model.views, self.views, self.cfg["model"])
+        if unused:
+            self.log(f"warning: the views {unused} are made for every batch but {self.cfg['model']} does not consume "
+                     f"them (it takes {list(self.model.views)}): set `views` to spare the work")
+
     @torch.no_grad()
     def knn_monitor(self) -> dict:
         """{knn_top1_k<k>: accuracy %} of the weighted kNN monitor (model left in train mode after)."""
         module = self.module
-        fn = getattr(module, "monitor_features", module.forward_features)
+        fn = module.monitor_features
         (bank, bank_y, _), (query, query_y, _) = (
             extract_features(module, self.plain_loader(ds), self.cfg["stream"], ds.layout, self.device,
                              self.autocast, desc=f"kNN monitor {part}", progress=self.is_main and self.cfg["progress"],
@@ -69,16 +79,16 @@ class Pretrain(Processor):
         return {f"knn_top1_k{k}": v for k, v in per_k.items()}
 
     def make_batch(self, x, label, index, epoch: int) -> dict:
-        views = self.train_set.make_views(x, self.generator)
+        """The batch dict of the method contract (net/base.py): named views on the device, in the run's stream."""
+        views = self.views(x, self.generator)
         if self.cfg["stream"] != "all":  # 'all': multi-stream methods derive their streams themselves
-            views = [to_stream(v, self.cfg["stream"], self.train_set.layout) for v in views]
+            views = {name: to_stream(v, self.cfg["stream"], self.train_set.layout) for name, v in views.items()}
         return {"views": views, "label": label, "index": index, "epoch": epoch, "generator": self.generator,
                 "layout": self.train_set.layout}
 
     def allowed_missing(self) -> list:
         """A method's parts that a stage-1 checkpoint does not hold (STARS' head and queue)."""
-        fresh = getattr(self.model, "fresh_prefixes", None)
-        return fresh() if fresh else []
+        return self.model.fresh_prefixes()
 
     def train_step(self, x, label, index, epoch: int, step: int) -> dict | None:
         """One optimisation step on a batch from the loader; the method's outputs, or None when a
@@ -91,13 +101,9 @@ class Pretrain(Processor):
         self.iteration += 1
         if not self.check_finite(out["loss"], epoch, step, index, self.train_set):
             return None
-        before_backward = getattr(self.module, "before_backward", None)
-        if before_backward is not None:  # e.g. HYSP's EMA where upstream's Lightning hook ran it
-            before_backward(epoch)
+        self.module.before_backward(epoch)  # e.g. HYSP's EMA where upstream's Lightning hook ran it
         self.backward_step(out["loss"])
-        after_step = getattr(self.module, "after_optimizer_step", None)
-        if after_step is not None:  # e.g. BYOL-style target networks, updated from the new online weights
-            after_step(epoch)
+        self.module.after_optimizer_step(epoch)  # e.g. BYOL-style targets, from the new online weights
         return out
 
     def train_epoch(self, epoch: int) -> dict:

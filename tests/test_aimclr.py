@@ -133,7 +133,7 @@ def test_model_loss_equals_independent_computation(epoch, mining):
     model = AimCLR(**SMALL, mining_epoch=1, topk=topk).train()
     x_e, x_q, x_k = torch.randn(3, 3, 3, 12, 20, 1)
     queue = model.queue.clone().numpy().astype(np.float64)
-    out = model({"views": [x_e, x_q, x_k], "epoch": epoch})
+    out = model({"views": {"extreme": x_e, "query": x_q, "key": x_k}, "epoch": epoch})
     assert float(out["mining"]) == float(mining)
     enc = model.encoder_q
     with torch.no_grad():  # the same encoders again (dropout 0, train-mode BN: batch statistics)
@@ -189,9 +189,10 @@ def test_feeder_triple_puts_the_extreme_view_first(nw_ucla_small):
     ds = Feeder_triple(str(nw_ucla_small / "train_position.npy"), str(nw_ucla_small / "train_label.pkl"),
                        shear_amplitude=-1, temperal_padding_ratio=-1, aug_method="2")  # rotation: always applied
     x = ds.__getitems__(list(range(4)))[0]
-    views = ds.make_views(x, torch.Generator().manual_seed(0))
-    assert torch.equal(views[1], x) and torch.equal(views[2], x)  # normal views, no augmentation asked
-    assert not torch.allclose(views[0], x)
+    views = ds.view_recipe(x, torch.Generator().manual_seed(0))
+    assert list(views) == ["extreme", "query", "key"]
+    assert torch.equal(views["query"], x) and torch.equal(views["key"], x)  # normal views, no augmentation asked
+    assert not torch.allclose(views["extreme"], x)
 
 
 # ----------------------------------------------------------------------------- end to end

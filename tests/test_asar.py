@@ -200,7 +200,7 @@ def test_step_loss_and_queue_on_both_sides_of_the_switch(epoch, active):
     queue = model.queue.clone().numpy().astype(np.float64)
     gen = torch.Generator().manual_seed(7)
     init = torch.randperm(2 * n, generator=torch.Generator().manual_seed(7))[:n].numpy()
-    out = model({"views": [x_q, x_k], "epoch": epoch, "generator": gen})
+    out = model({"views": {"query": x_q, "key": x_k}, "epoch": epoch, "generator": gen})
     assert all(p.grad is None for p in model.parameters())  # no backward ran inside forward
     q, k = encode(model, x_q, x_k)
     targets, _ = np_relabel(k, queue, 5, 0.07)

@@ -153,7 +153,7 @@ def test_vote_and_cscl_match_numpy_on_random_similarities():
 
 # --- models ----------------------------------------------------------------------------------------
 def batch_of(x1, x2, epoch, layout="ntu-rgb+d"):
-    return {"views": [x1, x2], "epoch": epoch, "layout": layout, "label": None, "index": None, "generator": None}
+    return {"views": {"query": x1, "key": x2}, "epoch": epoch, "layout": layout, "label": None, "index": None, "generator": None}
 
 
 def views(seed=0, n=5):

@@ -106,7 +106,7 @@ def run_step(model, epoch, seed=0):
     g = torch.Generator().manual_seed(seed)
     x_q, x_k = torch.randn(2, 4, 3, 12, 20, 1, generator=g)
     queues = {s: getattr(model, "queue" + SUFFIX[s]).clone().numpy() for s in model.STREAMS}
-    out = model({"views": [x_q, x_k], "epoch": epoch, "layout": "nw-ucla"})
+    out = model({"views": {"query": x_q, "key": x_k}, "epoch": epoch, "layout": "nw-ucla"})
     return out, (x_q, x_k), queues
 
 

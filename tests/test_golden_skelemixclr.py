@@ -36,10 +36,11 @@ def our_model_args(meta):
 
 
 def config(name, meta):
-    optim = meta["optim"]
-    return {"model": GOLDENS[name], "model_args": our_model_args(meta), "optimizer": "SGD", "momentum": 0.9,
+    optim, args = meta["optim"], our_model_args(meta)
+    rows = len(args["swap_cfg"]["swap_params"]) if "swap_cfg" in args else 1  # a query view per row
+    return {"model": GOLDENS[name], "model_args": args, "optimizer": "SGD", "momentum": 0.9,
             "base_lr": optim["base_lr"], "nesterov": optim["nesterov"], "weight_decay": optim["weight_decay"],
-            "step": optim["step"]}
+            "step": optim["step"], "views": {"recipe": "multi_resolution", "frames": [meta["input_shape"][2]] * rows}}
 
 
 def rename(key):

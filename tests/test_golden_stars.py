@@ -33,15 +33,15 @@ FLOAT32_TOL = 1e-4
 FLOAT32_ZERO_GRADIENT_TOL = 5e-3  # "zero-gradient biases", "queues", "batchnorm statistics"
 
 
-def config(meta, stage: str) -> dict:
-    """Our config from the golden's upstream settings."""
+def config(meta, stage: str, second_pass: bool = True) -> dict:
+    """Our config from the golden's upstream settings (second_pass: upstream's second encoder pass)."""
     up, optim = meta["model_args"], meta["optim"]
     keys = ("dim_in", "dim_feat", "depth", "num_heads", "mlp_ratio", "num_frames", "num_joints", "patch_size",
             "t_patch_size", "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "feature_dim",
             "queue_size", "Temperature", "topk")
     model_args = {k: up[k] for k in keys}
     model_args.update(hidden_dim=up["predictor_hidden_dim"], fully_tune=optim["fully_tune"],
-                      legacy_view1_no_grad=True, **meta["stage_args"][stage])
+                      legacy_view1_no_grad=True, second_pass=second_pass, **meta["stage_args"][stage])
     adamw = meta["adamw"]
     assert not adamw["amsgrad"] and not adamw["maximize"] and adamw["eps"] == 1e-8
     return {"model": "net.stars.STARS", "model_args": model_args, "optimizer": "AdamW", "betas": adamw["betas"],
@@ -108,15 +108,13 @@ class Replay:
             run.note(quantity, ours[name], r)
 
     def step(self, run: GoldenRun, i: int):
-        v = run.views(i)[0]
-        views = [v, v.clone()] if self.two_views else [v]
-        out = run.step(i, views=views, before=lambda _: self.groups(run, i))
+        out = run.step(i, views={"clip": run.views(i)[0]}, before=lambda _: self.groups(run, i))
         run.compare_step(i, out)
         self.clip_norms(run, i)
 
     def stage(self, name: str, steps: list, start: dict | None) -> GoldenRun:
         (self.tmp_path / name).mkdir()
-        run = GoldenRun("stars", self.tmp_path / name, config(self.meta, name), dtype=self.dtype)
+        run = GoldenRun("stars", self.tmp_path / name, config(self.meta, name, self.two_views), dtype=self.dtype)
         if start is not None:  # upstream's third stage loads the second stage's saved model (IO.load_weights)
             run.model.load_state_dict(run.mapped(start), strict=True)
         for i in steps:
@@ -186,7 +184,7 @@ def test_legacy_view1_no_grad_halves_the_gradient_and_keeps_the_loss():
     for legacy in (False, True):
         model = STARS(**{**args, "legacy_view1_no_grad": legacy}).double()
         model.load_state_dict({k: torch.from_numpy(v) for k, v in section(arrays, "init").items()})
-        loss = model({"views": [x], "index": torch.arange(len(x))})["loss"]
+        loss = model({"views": {"clip": x}, "index": torch.arange(len(x))})["loss"]
         loss.backward()
         out[legacy] = loss.item(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-12)

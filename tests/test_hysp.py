@@ -271,7 +271,7 @@ def test_loss_equals_an_independent_computation(epoch, lam):
     torch.manual_seed(0)
     model = HYSP(graph_args=NTU, initial_hyper_epoch=1, final_hyper_epoch=3, **TINY)
     x1, x2 = _views()
-    out = model({"views": [x1, x2], "epoch": epoch})
+    out = model({"views": {"strong": x1, "weak": x2}, "epoch": epoch})
     assert out["lambda_hyper"].item() == lam
     with torch.no_grad():  # the same networks (no dropout; BN in train mode gives the same batch statistics)
         q1, q2 = (model.online_predictor(model.online_projector(model.online_encoder(v))).double().numpy()
@@ -290,7 +290,7 @@ def test_loss_equals_an_independent_computation(epoch, lam):
     plain = HYSP(graph_args=NTU, hyper=False, **TINY)
     plain.load_state_dict(model.state_dict())
     expect = np.mean((np_cos_dist(q1, k2) + np_cos_dist(q2, k1)) / 2)
-    assert plain({"views": [x1, x2], "epoch": epoch})["loss"].item() == pytest.approx(float(expect), rel=1e-5)
+    assert plain({"views": {"strong": x1, "weak": x2}, "epoch": epoch})["loss"].item() == pytest.approx(float(expect), rel=1e-5)
 
 
 def test_clip_r_bounds_the_distance():
@@ -350,13 +350,14 @@ def test_evaluation_heads_keys_and_param_groups():
 def test_feeder_double_is_strong_then_weak(nw_ucla_small):
     ds = Feeder_double(str(nw_ucla_small / "train_position.npy"), str(nw_ucla_small / "train_label.pkl"),
                        shear_amplitude=0.5, temperal_padding_ratio=6)
-    assert ds.num_views == 2 and ds.aug_method == "123456"
+    assert ds.view_recipe.names == ("strong", "weak") and ds.view_recipe.aug_method == "123456"
     x = ds.__getitems__(list(range(8)))[0]
-    views = ds.make_views(x, torch.Generator().manual_seed(5))
+    views = ds.view_recipe(x, torch.Generator().manual_seed(5))
     g = torch.Generator().manual_seed(5)
-    strong = augment.extreme_augment(ds.normal_view(x, g), "123456", ds.layout.flip_permutation, generator=g)
-    weak = ds.normal_view(x, g)
-    assert torch.equal(views[0], strong) and torch.equal(views[1], weak)
+    normal = ds.view_recipe.normal
+    strong = augment.extreme_augment(normal(x, g), "123456", ds.layout.flip_permutation, generator=g)
+    weak = normal(x, g)
+    assert torch.equal(views["strong"], strong) and torch.equal(views["weak"], weak)
 
 
 def test_streams_match_upstream_process_stream():
@@ -577,7 +578,7 @@ def test_nw_ucla_demo_clips_the_saturated_projections(nw_ucla_small):
     feeder_args = {k: v for k, v in cfg["train_feeder_args"].items() if k not in ("data_path", "label_path")}
     ds = Feeder_double(str(nw_ucla_small / "train_position.npy"), str(nw_ucla_small / "train_label.pkl"),
                        **feeder_args)
-    views = ds.make_views(ds.__getitems__(list(range(0, 50, 5)))[0], torch.Generator().manual_seed(0))
+    views = ds.view_recipe(ds.__getitems__(list(range(0, 50, 5)))[0], torch.Generator().manual_seed(0))
     radii = {}
     for clip_r in (None, 1.0):
         torch.manual_seed(0)

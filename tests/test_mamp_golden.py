@@ -118,7 +118,7 @@ def test_encoder_sees_only_the_visible_tokens():
     model = MAMP(**SMALL, mask_ratio=0.75)
     seen = []
     model.blocks[0].register_forward_pre_hook(lambda mod, args: seen.append(tuple(args[0].shape)))
-    model({"views": [torch.randn(2, 3, 16, 5, 2)]})["loss"].backward()
+    model({"views": {"clip": torch.randn(2, 3, 16, 5, 2)}})["loss"].backward()
     assert seen == [(4, 5, 32)]  # 2 samples x 2 persons, 5 of 20 tokens
 
 

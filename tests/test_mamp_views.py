@@ -81,16 +81,16 @@ def write_npz(path, lengths):
 def test_npz_feeder_views(tmp_path):
     write_npz(tmp_path / "d.npz", [100, 250, 300])
     test = Feeder(str(tmp_path / "d.npz"), split="test", p_interval=[0.95], window_size=120)
-    assert not test.augments
+    assert not test.view_recipe.augments
     x, _, _ = test.__getitems__([2, 0])
     assert x.shape == (2, 3, 120, 25, 2)
     torch.testing.assert_close(test[0][0], x[1])
     train = Feeder(str(tmp_path / "d.npz"), split="train", p_interval=[0.5, 1], window_size=120, random_rot=True)
-    assert train.augments
+    assert train.view_recipe.augments
     raw, _, _ = train.__getitems__([0, 1])
     assert raw.shape[2] == 300  # random crops are made on the device, per batch
     g = torch.Generator().manual_seed(0)
-    assert train.make_views(raw, g)[0].shape == (2, 3, 120, 25, 2)
+    assert train.view_recipe(raw, g)["clip"].shape == (2, 3, 120, 25, 2)
     with pytest.raises(DataError, match="window_size"):
         Feeder(str(tmp_path / "d.npz"), split="test", p_interval=[0.9])
     with pytest.raises(DataError, match="p_interval"):

@@ -149,7 +149,7 @@ def test_losses_and_queue_equal_an_independent_computation(cls):
     g = torch.Generator().manual_seed(7)
     g_copy = torch.Generator().manual_seed(7)
     queue = model.queue.clone().numpy()
-    out = model({"views": [x_q, x_k], "generator": g, "layout": None})
+    out = model({"views": {"query": x_q, "key": x_k}, "generator": g, "layout": None})
     w = 1.0 if cls is SkeleMixCLRv1 else 0.7
     with torch.no_grad():  # the features again: encoder_q unchanged, encoder_k already updated
         parts = model.parts_matrix(None, 20, None)
@@ -183,7 +183,7 @@ def test_stop_gradient_on_the_other_region_and_partner_key():
     """The trimmed loss's gradient reaches encoder_q only through t (c is a detached negative)."""
     model = small(UCLA, swap_cfg={"swap_params": [[2, 3, 1, 3, 1, 1.0]]}).train()
     x_q, x_k = torch.randn(2, 4, 3, 16, 20, 1)
-    out = model({"views": [x_q, x_k], "generator": torch.Generator().manual_seed(0), "layout": None})
+    out = model({"views": {"query": x_q, "key": x_k}, "generator": torch.Generator().manual_seed(0), "layout": None})
     out["loss"].backward()
     assert all(p.grad is None for p in model.encoder_k.parameters())
     assert model.encoder_q.fc[0].weight.grad.abs().sum() > 0

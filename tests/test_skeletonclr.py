@@ -45,7 +45,7 @@ def test_model_loss_equals_independent_computation():
     queue_before = model.queue.clone().numpy()
     k_params_before = [p.clone() for p in model.encoder_k.parameters()]
     q_params = [p.clone() for p in model.encoder_q.parameters()]
-    out = model({"views": [x_q, x_k]})
+    out = model({"views": {"query": x_q, "key": x_k}})
     with torch.no_grad():  # recompute with the already-updated key encoder
         q = model.encoder_q(x_q).numpy()
         k = model.encoder_k(x_k).numpy()

@@ -25,14 +25,14 @@ def test_loss_equals_an_independent_computation():
     model = tiny()
     model.train()
     g = torch.Generator().manual_seed(1)
-    x0, x1 = torch.randn(6, 3, 8, 25, 2, generator=g), torch.randn(6, 3, 8, 25, 2, generator=g)
+    x0 = x1 = torch.randn(6, 3, 8, 25, 2, generator=g)  # STARS' two views are the same clip
     ids = torch.arange(100, 106)
     model.queue_id[:6] = ids  # the queue holds entries of the batch's own samples: never their positives
     queue, queue_id = model.queue.clone().numpy().astype(np.float64), model.queue_id.clone().numpy()
     with torch.no_grad():
         p0, z0 = model.encode(x0)
         p1, z1 = model.encode(x1)
-        loss = model({"views": [x0, x1], "index": ids})["loss"].item()
+        loss = model({"views": {"clip": x0}, "index": ids})["loss"].item()
     p0, z0, p1, z1 = (t.numpy().astype(np.float64) for t in (p0, z0, p1, z1))
 
     def neighbours(z):

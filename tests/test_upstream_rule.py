@@ -63,7 +63,7 @@ RULE = [
     (("clrtuning", "net.stars.STARS", None), "model_args.legacy_view1_no_grad", True),
     (("clrtuning", "net.stars.STARS", None), "model_args.second_pass", True),
     (("clrtuning", "net.stars.STARS", None), "save_best_by", "knn_top1"),
-    (("semi", "net.mamp.Transformer", None), "subset_rule", "mamp"),
+    (("semi", "net.transformer.Transformer", None), "subset_rule", "mamp"),
 ]
 
 
@@ -82,7 +82,7 @@ def test_paper_configs_take_upstreams_value(which, key, upstream):
 
 
 def test_stars_evaluations_and_third_stages_load_the_kNN_selected_weights():
-    for path, cfg in configs("", ("net.stars.STARS", "net.mamp.Transformer"), None):
+    for path, cfg in configs("", ("net.stars.STARS", "net.transformer.Transformer"), None):
         if "/stars/" in str(cfg.get("weights")):
             assert cfg["weights"].endswith("/best_epoch.pt"), f"{path} loads {cfg['weights']}"
 
@@ -228,8 +228,8 @@ def test_replay_augmentation_draws_the_same_views_every_epoch(nw_ucla_small, tmp
     for replay in (False, True):
         proc = Pretrain(pretrain_config(nw_ucla_small, tmp_path / str(replay), replay_augmentation=replay))
         views = []
-        original = proc.train_set.make_views
-        proc.train_set.make_views = lambda x, g: views.append(g.get_state().clone()) or original(x, g)
+        original = proc.views
+        proc.views = lambda x, g: views.append(g.get_state().clone()) or original(x, g)
         proc.train_epoch(0)
         proc.train_epoch(1)
         half = len(views) // 2
@@ -267,7 +267,7 @@ def test_stars_second_pass_moves_the_head_statistics_twice_with_the_same_loss():
     for second in (False, True):
         torch.manual_seed(0)
         model = STARS(**args, second_pass=second).train()
-        out = model({"views": [x], "index": torch.arange(4), "epoch": 0})
+        out = model({"views": {"clip": x}, "index": torch.arange(4), "epoch": 0})
         bn = model.encoder_student.head.projector[0]
         outs[second] = (out["loss"].item(), int(bn.num_batches_tracked), bn.running_mean.clone())
     assert outs[False][0] == pytest.approx(outs[True][0], rel=1e-6)

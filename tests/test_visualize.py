@@ -45,7 +45,7 @@ def test_augmented_views_come_from_the_configs_feeder(sample, tmp_path, nw_ucla_
     cfg["train_feeder_args"].update(data_path=str(nw_ucla_frame50 / "train_position.npy"),
                                     label_path=str(nw_ucla_frame50 / "train_label.pkl"))
     views, titles = visualize.augmented_views(sample, cfg, seed=0)
-    assert titles == ["original", "view 1", "view 2"] and len(views) == 3
+    assert titles == ["original", "query", "key"] and len(views) == 3
     np.testing.assert_array_equal(views[0], sample)
     assert all(v.shape == sample.shape for v in views)
     assert not np.allclose(views[1], sample) and not np.allclose(views[1], views[2])  # shear + crop differ

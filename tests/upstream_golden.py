@@ -134,7 +134,7 @@ class GoldenRun:
         np.save(data / "train_position.npy", x)
         with open(data / "train_label.pkl", "wb") as f:
             pickle.dump(([f"golden_{i}" for i in range(len(x))], [0] * len(x)), f)
-        cfg = {"train_feeder": "feeder.ntu_feeder.Feeder_dual", "num_worker": 0, "seed": 0, "use_gpu": False,
+        cfg = {"train_feeder": "feeder.ntu_feeder.LineageReader", "num_worker": 0, "seed": 0, "use_gpu": False,
                "progress": False, "tensorboard": False, "batch_size": len(x), "save_interval": 0, **cfg,
                "train_feeder_args": {"data_path": str(data / "train_position.npy"),
                                      "label_path": str(data / "train_label.pkl"), **cfg.get("train_feeder_args", {})},
@@ -171,14 +171,19 @@ class GoldenRun:
         inject further draws."""
         epoch = int(self.arrays[f"step{i}/epoch"])
         views = self.views(i) if views is None else views
-        self.processor.train_set.make_views = lambda x, generator=None: list(views)
+        if not isinstance(views, dict):  # recorded in upstream's order = the method's declared views
+            assert len(views) == len(self.model.views), \
+                f"golden: {len(views)} recorded views for the method's {self.model.views}: map them by name"
+            views = dict(zip(self.model.views, views))
+        self.processor.views = lambda x, generator=None: dict(views)
         self.dropout.load(dropout_masks(self.arrays, i), dropout_order)
         lr = self.processor.set_lr(epoch)
         self.note("lr", torch.tensor(lr, dtype=torch.float64), self.arrays[f"step{i}/lr"])
         if before is not None:
             before(views)
-        n = views[0].shape[0]
-        out = self.processor.train_step(views[0], torch.zeros(n, dtype=torch.long), torch.arange(n), epoch, i)
+        first = next(iter(views.values()))
+        n = first.shape[0]
+        out = self.processor.train_step(first, torch.zeros(n, dtype=torch.long), torch.arange(n), epoch, i)
         self.dropout.check_all_used()
         return out
 

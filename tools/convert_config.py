@@ -33,9 +33,8 @@ import yaml  # noqa: E402
 # upstream class path -> ours (identical paths need no entry)
 CLASS_MAP = {
     "net.nnclr.SkeletonNNCLR": "net.stars.STARS",
-    "net.transformer.Transformer": "net.mamp.Transformer",
     "model_mamp.transformer.Transformer": "net.mamp.MAMP",
-    "model.transformer.Transformer": "net.mamp.Transformer",
+    "model.transformer.Transformer": "net.transformer.Transformer",
     "feeder.feeder_ntu.Feeder": "feeder.npz_feeder.Feeder",
     "feeder.feeder_ntu_semi.Feeder": "feeder.npz_feeder.Feeder",
     "net.crossclr_3views.CrosSCLR": "net.crossclr.CrosSCLR3Views",

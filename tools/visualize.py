@@ -127,22 +127,25 @@ def save_png(image: np.ndarray, path: str):
 
 
 def augmented_views(sample: np.ndarray, config, seed: int = 0) -> tuple:
-    """([original, view 1, ...], titles): the views the training feeder of `config` (a path or a loaded
-    dict) makes of this sample (the feeder is built from the config, so its data must exist; only its
-    augmentations are used)."""
+    """([original, view 1, ...], titles): the views the training run of `config` (a path or a loaded
+    dict) makes of this sample (its training feeder is built, so its data must exist; only the view
+    recipe is used: the config's `views`, the legacy feeder's, or the method's default)."""
     import torch
 
+    from feeder.views import recipe_for
     from torchlight.config import load_yaml, resolve_path
-    from torchlight.util import instantiate
+    from torchlight.util import import_class, instantiate
 
     cfg = load_yaml(config) if isinstance(config, str) else config
     args = {k: resolve_path(v) if k in ("data_path", "label_path") else v
             for k, v in (cfg.get("train_feeder_args") or {}).items()}
-    ds = instantiate(cfg["train_feeder"], {**args, "check_data": False}, where="train_feeder_args")
-    gen = torch.Generator().manual_seed(seed)
-    x = ds._centre_crop(torch.from_numpy(np.array(sample, dtype=np.float32))[None])
-    views = ds.make_views(x, gen)
-    return [x[0].numpy()] + [v[0].numpy() for v in views], ["original"] + [f"view {i + 1}" for i in range(len(views))]
+    feeder = cfg.get("train_feeder", "feeder.ntu_feeder.LineageReader")
+    ds = instantiate(feeder, {**args, "check_data": False}, where="train_feeder_args")
+    default = getattr(import_class(cfg["model"]), "default_views", None) if cfg.get("model") else None
+    recipe = recipe_for(cfg.get("views"), ds, default, feeder)
+    x = ds._read(torch.from_numpy(np.array(sample, dtype=np.float32))[None])
+    views = recipe(x, torch.Generator().manual_seed(seed))
+    return [x[0].numpy()] + [v[0].numpy() for v in views.values()], ["original"] + list(views)
 
 
 # --- curves ---------------------------------------------------------------------------------------
@@ -256,8 +259,8 @@ def main(argv=None):
         if not 0 <= args.index < len(data):
             raise SystemExit(f"error: --index {args.index} outside 0..{len(data) - 1} of {args.data}")
         sample = np.asarray(data[args.index], dtype=np.float32)
-        from feeder.ntu_feeder import _LAYOUT_BY_JOINTS
-        layout = args.layout or _LAYOUT_BY_JOINTS.get(sample.shape[2])
+        from feeder.ntu_feeder import LAYOUT_BY_JOINTS
+        layout = args.layout or LAYOUT_BY_JOINTS.get(sample.shape[2])
         if layout is None:
             raise SystemExit(f"error: {args.data} has {sample.shape[2]} joints: pass --layout")
         views, titles = ([sample], None) if not args.views else augmented_views(sample, args.views, args.seed)

@@ -10,8 +10,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names the file, key or value."""
+from .errors import ConfigError  # noqa: F401 - imported from here by older code
 
 
 def closest(name: str, candidates) -> str:

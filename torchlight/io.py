@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and what to do."""
+from .errors import CheckpointError, WorkDirBusy  # noqa: F401 - imported from here by older code
 
 
 def _fsync_dir(path: str):
@@ -75,10 +74,6 @@ def remove_stale_temp_files(directory: str) -> list:
             except OSError:
                 pass
     return removed
-
-
-class WorkDirBusy(RuntimeError):
-    """Another live process holds the work_dir's lock; the message names it."""
 
 
 class WorkDirLock:
