@@ -6,8 +6,6 @@ loop, checkpointing and exact resume live here, once.
 from __future__ import annotations
 
 import copy
-import json
-import math
 import os
 import resource
 import sys
@@ -21,12 +19,17 @@ from feeder.base import identity_collate
 from feeder.views import recipe_for
 from torchlight import dist
 from torchlight.config import dump, resolve_path, validate
-from torchlight.errors import CheckpointError, ConfigError, TrainingError  # noqa: F401 - TrainingError: re-export
-from torchlight.io import (WorkDirLock, atomic_save, atomic_write_text, load_checkpoint,
-                           load_weights, remove_stale_temp_files)
+from torchlight.errors import ConfigError, TrainingError
+from torchlight.io import WorkDirLock, atomic_write_text, load_weights, remove_stale_temp_files
 from torchlight.log import Logger
-from torchlight.seed import WorkerInit, get_rng_state, seed_everything, set_rng_state
+from torchlight.seed import WorkerInit, seed_everything
 from torchlight.util import instantiate
+
+from .checkpoint import RUNTIME_KEYS, Checkpoints, json_line
+from .optim import Optimisation, RiemannianSGD, clip_per_tensor
+
+__all__ = ["Processor", "BASE_DEFAULTS", "ALIASES", "RUNTIME_KEYS", "TrainingError", "RiemannianSGD",
+           "clip_per_tensor", "peak_rss_mb"]  # the last names: imported from here by older code
 
 # Keys every processor understands. Lineage keys keep their meaning (spec §8); a few are accepted
 # only so old YAMLs load (device, use_gpu, debug, pavi_log, print_log, save_log).
@@ -89,36 +92,10 @@ BASE_DEFAULTS = {
     "save_log": True,
 }
 ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `view`
-# Keys that may change between a run and its resume (they do not change what is computed).
-RUNTIME_KEYS = {"resume", "trust_checkpoint", "num_worker", "device", "use_gpu", "log_interval", "print_log",
-                "save_log", "progress", "num_epoch", "eval_interval", "save_interval", "tensorboard", "wandb", "debug",
-                "pavi_log", "test_batch_size", "config", "work_dir"}
 
 
-class RiemannianSGD(torch.optim.SGD):
-    """torch SGD with geoopt's RiemannianSGD first momentum step, for Euclidean parameters (HYSP's optimiser):
-    geoopt starts the momentum buffer at the raw gradient g and then applies buf <- m buf + (g + wd p), so the
-    first update is (1 + m) g + wd p where torch's is g + wd p; every later step is the same as torch's."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            if group["momentum"] > 0:
-                for p in group["params"]:
-                    if p.grad is not None and "momentum_buffer" not in self.state[p]:
-                        self.state[p]["momentum_buffer"] = p.grad.clone()
-        return super().step(closure)
-
-
-@torch.no_grad()
-def clip_per_tensor(params, max_norm: float) -> None:
-    """Scale each gradient whose norm exceeds max_norm down to it (STARS' clip_gradients), one by one."""
-    for p in params:
-        norm = p.grad.norm(2)
-        p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
-
-
-class Processor:
+class Processor(Checkpoints, Optimisation):
     DEFAULTS: dict = {}
     description = ""
 
@@ -287,33 +264,9 @@ class Processor:
         rename = self.cfg["rename_weights"] or {}
         if isinstance(rename, list):  # lineage form ['old.new'] is ActCLR's copy rule, not a rename
             raise ConfigError("`rename_weights` takes a mapping {old_prefix: new_prefix}")
-        report = load_weights(self.model, path, ignore=self.cfg["ignore_weights"], rename=rename,
-                              allow_missing=self.allowed_missing(), trust=self.cfg["trust_checkpoint"])
-        self.log(report.summary())
-
-    def trainable_parameters(self):
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def param_groups(self) -> list:
-        """Optimiser groups; a model may ask for its own (e.g. layer-wise lr decay) via `param_groups()`."""
-        groups = self.model.param_groups(self.cfg) if hasattr(self.model, "param_groups") else None
-        return groups if groups is not None else [{"params": self.trainable_parameters()}]
-
-    def build_optimizer(self):
-        cfg = self.cfg
-        groups = [g for g in self.param_groups() if g["params"]]
-        if not groups:
-            raise ConfigError("the model has no trainable parameters")
-        for g in groups:
-            g.setdefault("lr_scale", 1.0)
-        kw = dict(lr=cfg["base_lr"], weight_decay=cfg["weight_decay"])
-        if cfg["optimizer"] in ("SGD", "RiemannianSGD"):
-            sgd = torch.optim.SGD if cfg["optimizer"] == "SGD" else RiemannianSGD
-            self.optimizer = sgd(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"], **kw)
-        elif cfg["optimizer"] == "Adam":
-            self.optimizer = torch.optim.Adam(groups, betas=tuple(cfg["betas"]), **kw)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, betas=tuple(cfg["betas"]), **kw)
+        self.weights_report = load_weights(self.model, path, ignore=self.cfg["ignore_weights"], rename=rename,
+                                           allow_missing=self.allowed_missing(), trust=self.cfg["trust_checkpoint"])
+        self.log(self.weights_report.summary())
 
     def wrap_model(self):
         self.module = self.model  # the unwrapped model: state_dict, evaluation, method calls
@@ -323,51 +276,8 @@ class Processor:
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-    # --- schedule -----------------------------------------------------------------------------------
-    def lr_at(self, epoch_float: float) -> float:
-        """Learning rate at a fractional epoch (0-based): linear warm-up, then step / cosine / constant."""
-        cfg = self.cfg
-        base, warm = cfg["base_lr"], cfg["warm_up_epoch"]
-        if warm > 0 and epoch_float < warm:
-            return base * epoch_float / warm
-        if cfg["scheduler"] == "step":  # lineage: epoch e (1-based) uses base * rate^#{s in step: e > s}
-            return base * cfg["lr_decay_rate"] ** sum(int(epoch_float) >= s for s in cfg["step"])
-        if cfg["scheduler"] == "cosine":
-            span = max(cfg["num_epoch"] - warm, 1e-8)
-            progress = min(max((epoch_float - warm) / span, 0.0), 1.0)
-            return cfg["min_lr"] + (base - cfg["min_lr"]) * 0.5 * (1 + math.cos(math.pi * progress))
-        return base
-
-    def set_lr(self, epoch_float: float) -> float:
-        lr = self.lr_at(epoch_float)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr * g.get("lr_scale", 1.0)
-        return lr
-
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
-
-    def backward_step(self, loss: torch.Tensor):
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.optimizer_step()
-
-    def optimizer_step(self):
-        """Clip (if asked), step through the AMP scaler and log an fp16 overflow; gradients are in place."""
-        if self.cfg["clip_grad"] or self.cfg["clip_grad_per_tensor"]:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            if self.cfg["clip_grad"]:
-                torch.nn.utils.clip_grad_norm_(params, self.cfg["clip_grad"])
-            if self.cfg["clip_grad_per_tensor"]:
-                clip_per_tensor(params, self.cfg["clip_grad_per_tensor"])
-        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if scale is not None and self.scaler.get_scale() < scale:  # fp16 gradients overflowed: step skipped
-            self.amp_skipped_steps += 1
-            self.log(f"fp16 overflow at iteration {self.iteration}: step skipped, loss scale {scale:g} -> "
-                     f"{self.scaler.get_scale():g}")
 
     def check_finite(self, loss: torch.Tensor, epoch: int, step: int, index, dataset) -> bool:
         """False (skip the step) or raise when the loss is NaN / inf, naming the batch's samples."""
@@ -385,133 +295,6 @@ class Processor:
         last = os.path.join(self.work_dir, "latest.pt")
         raise TrainingError(msg + f". Last good checkpoint: {last if os.path.isfile(last) else 'none yet'}. "
                                   f"Lower base_lr, check those samples, or set skip_nonfinite: true")
-
-    # --- checkpoints --------------------------------------------------------------------------------
-    def state(self, rng) -> dict:
-        return {
-            "model": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "optimizer_params": self.optimizer_param_names(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "rng": rng,  # one entry per rank under DDP
-            "history": self.history,
-            "config": self.cfg,
-            "weights_sha256": self.weights_digest(),
-            "processor": self.name,
-            "extra": self.extra_state(),
-            "version": 1,
-        }
-
-    def optimizer_param_names(self) -> list:
-        """Parameter names per optimiser group, in the optimiser's order (its state is keyed by position)."""
-        names = {id(p): n for n, p in getattr(self, "module", self.model).named_parameters()}  # no DDP prefix
-        return [[names[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
-
-    def load_optimizer_state(self, saved: dict, saved_names: list | None, path: str):
-        """Load the optimiser state by parameter NAME: a code change that reorders modules must not
-        hand one parameter's momentum to another (torch matches by position only)."""
-        current = self.optimizer_param_names()
-        if saved_names is not None and saved_names != current:
-            if [sorted(g) for g in saved_names] != [sorted(g) for g in current]:
-                missing = sorted(set(sum(current, [])) - set(sum(saved_names, [])))[:5]
-                raise CheckpointError(f"{path}: the optimiser state does not match this model's trainable "
-                                      f"parameters (e.g. {missing}); resume with the code / config that wrote it")
-            old_index = {n: i for i, n in enumerate(sum(saved_names, []))}
-            flat = sum(current, [])
-            saved = {"state": {i: saved["state"][old_index[n]] for i, n in enumerate(flat)
-                               if old_index[n] in saved["state"]},
-                     "param_groups": [dict(g, params=[flat.index(n) for n in names])
-                                      for g, names in zip(saved["param_groups"], current)]}
-            self.log("optimiser state re-ordered by parameter name (the model's parameter order changed)")
-        self.optimizer.load_state_dict(saved)
-
-    def extra_state(self) -> dict:
-        return {}
-
-    def load_extra_state(self, extra: dict):
-        pass
-
-    def save_checkpoint(self):
-        rng = get_rng_state(self.generator)
-        if self.world_size > 1:  # every rank's random streams, so a resumed DDP run continues exactly
-            gathered = [None] * self.world_size
-            torch.distributed.all_gather_object(gathered, rng)
-            rng = gathered
-        if not self.is_main:
-            return
-        state = self.state(rng)
-        atomic_save(state, os.path.join(self.work_dir, "latest.pt"))
-        interval = self.cfg["save_interval"]
-        if interval > 0 and (self.epoch % interval == 0 or self.epoch == self.cfg["num_epoch"]):
-            atomic_save(state, os.path.join(self.work_dir, f"epoch{self.epoch}_model.pt"))
-
-    def _find_resume(self) -> str | None:
-        resume = self.cfg["resume"]
-        if resume in (None, "", "none", "no", False):
-            return None
-        latest = os.path.join(self.work_dir, "latest.pt")
-        if resume != "auto":
-            path = resolve_path(resume)
-            if not os.path.isfile(path):
-                raise CheckpointError(f"resume checkpoint not found: {path}")
-            return path
-        if not os.path.isfile(latest):
-            return None
-        try:
-            checkpoint = load_checkpoint(latest)
-            saved = checkpoint["config"]
-        except (CheckpointError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{latest} exists but cannot be resumed from ({e}); move it away or pass "
-                                  f"--resume none to start over in {self.work_dir}") from None
-        changed = sorted(k for k in set(saved) | set(self.cfg)
-                         if k not in RUNTIME_KEYS and saved.get(k) != self.cfg.get(k))
-        if changed:
-            raise ConfigError(f"{self.work_dir} holds a run with a different config (keys {changed}); "
-                              f"use another work_dir, or --resume none to overwrite it")
-        saved_digest, digest = checkpoint.get("weights_sha256"), self.weights_digest()
-        if saved_digest is not None and digest is not None and saved_digest != digest:
-            raise ConfigError(f"{self.work_dir} holds a run started from other contents of `weights` "
-                              f"({self.cfg['weights']} changed since); use another work_dir, or --resume none "
-                              f"to start over from the new file")
-        return latest
-
-    def weights_digest(self) -> str | None:
-        """sha256 of the `weights` file (once): the same path with other contents is another run. None
-        without weights, or when the file is gone (a resumed run no longer reads it)."""
-        path = resolve_path(self.cfg["weights"]) if self.cfg.get("weights") else None
-        if not path or not os.path.isfile(path):
-            return None
-        if getattr(self, "_weights_digest", None) is None:
-            import hashlib
-
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            self._weights_digest = digest.hexdigest()
-        return self._weights_digest
-
-    def restore(self, path: str):
-        state = load_checkpoint(path, trust=self.cfg["trust_checkpoint"])
-        self.model.load_state_dict(state["model"])
-        self.load_optimizer_state(state["optimizer"], state.get("optimizer_params"), path)
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.iteration = state["epoch"], state["iteration"]
-        self.history = [h for h in state["history"] if h["epoch"] <= self.epoch]
-        rng = state["rng"]
-        if isinstance(rng, list):
-            if len(rng) != self.world_size:
-                raise CheckpointError(f"{path} was written by {len(rng)} processes; resume it with the same number "
-                                      f"(this run has {self.world_size})")
-            rng = rng[self.rank]
-        set_rng_state(rng, self.generator)
-        self.load_extra_state(state.get("extra", {}))
-        if self.is_main:  # the metrics file may hold an epoch that the checkpoint does not
-            atomic_write_text(os.path.join(self.work_dir, "metrics.jsonl"),
-                              "".join(_json_line(h) for h in self.history))
-        self.log(f"resumed from {path} after epoch {self.epoch}")
 
     # --- the loop -----------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict:
@@ -554,7 +337,7 @@ class Processor:
             self.save_checkpoint()
             if self.is_main:
                 with open(os.path.join(self.work_dir, "metrics.jsonl"), "a") as f:
-                    f.write(_json_line(record))
+                    f.write(json_line(record))
             self.logger.scalars({k: v for k, v in record.items() if k != "epoch"}, epoch + 1, prefix="epoch/")
             self.log(" ".join(f"{k} {_fmt(v)}" for k, v in record.items()))
 
@@ -589,10 +372,6 @@ class Processor:
             self.log(f"note: no curves.png ({type(e).__name__}: {e})")
             return None
         return path
-
-
-def _json_line(record: dict) -> str:
-    return json.dumps(record) + "\n"
 
 
 def _fmt(v):

@@ -104,6 +104,29 @@ def extract_features(model, loader, stream: str, layout, device, autocast, desc=
     return torch.cat(feats), torch.cat(labels).to(device), torch.cat(indices)
 
 
+@torch.no_grad()
+def recalibrate_bn(model, loader, stream: str, layout, device, fn=None):
+    """Re-estimate the model's BatchNorm statistics on a clean split (dropout off), in place; eval mode after.
+
+    A randomly initialised encoder has no statistics of its own (its eval-mode features are ~1e-7 and carry
+    nothing), so a fair random-init baseline needs this; apply it to the pretrained encoder too when comparing
+    against one. fn: the feature function whose BatchNorms matter (default model.forward_features).
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum, m.saved_momentum = None, m.momentum  # None: a cumulative average over the split
+        m.train()
+    fn = fn or model.forward_features
+    for x, _, _ in loader:
+        fn(to_stream(x.to(device), stream, layout))
+    for m in norms:
+        m.momentum = m.saved_momentum
+        del m.saved_momentum
+    model.eval()
+
+
 def head_dims(head: torch.nn.Module) -> tuple:
     """(in, out) features of a classification head: a Linear, or a module wrapping linear layers (HYSP's
     hyperbolic head wraps a MobiusLinear): the first layer's input, the last layer's output."""
@@ -275,26 +298,8 @@ class Evaluation(Processor):
         self.train_head = head if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
             head, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
-    @torch.no_grad()
     def recalibrate_bn(self):
-        """Re-estimate the encoder's BatchNorm statistics on the clean training split (dropout off).
-
-        A randomly initialised encoder has no statistics of its own (its eval-mode features are ~1e-7
-        and carry nothing), so a fair random-init baseline needs this; apply it to the pretrained
-        encoder too when comparing against one.
-        """
-        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        self.model.eval()
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum, m.saved_momentum = None, m.momentum  # None: a cumulative average over the split
-            m.train()
-        for x, _, _ in self.plain_loader(self.train_set):
-            self.model.forward_features(to_stream(x.to(self.device), self.cfg["stream"], self.layout))
-        for m in norms:
-            m.momentum = m.saved_momentum
-            del m.saved_momentum
-        self.model.eval()
+        recalibrate_bn(self.model, self.plain_loader(self.train_set), self.cfg["stream"], self.layout, self.device)
         self.log(f"BatchNorm statistics re-estimated on the {len(self.train_set)} training samples")
 
     def features(self, dataset, desc: str):

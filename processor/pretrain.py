@@ -5,6 +5,7 @@ once here, and the method returns a dict whose `loss` is minimised; every other 
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections import defaultdict
@@ -20,7 +21,7 @@ from feeder.views import check_views
 from torchlight.util import import_class, instantiate
 
 from .base import Processor
-from .evaluation import extract_features
+from .evaluation import extract_features, recalibrate_bn
 from .knn import knn_accuracies
 
 
@@ -35,6 +36,9 @@ class Pretrain(Processor):
         # `knn_top1`: write best_epoch.pt whenever the monitor's best accuracy (over knn_k) beats every earlier
         # epoch's: STARS chose its stage-2 weights so, on the test split (optimistic; the lineage reports so)
         "save_best_by": None,
+        # BatchNorm statistics of a copy of the model re-estimated on the monitor's clean training split before
+        # each monitor (the random-init encoder has none of its own), as `knn --recalibrate_bn true` does offline
+        "knn_recalibrate_bn": True,
         # every epoch draws the same augmentation parameters batch by batch: the lineage reseeded its
         # DataLoader workers with their bare ids each epoch, so its augmentations repeated epoch after epoch
         "replay_augmentation": False,
@@ -66,8 +70,14 @@ class Pretrain(Processor):
 
     @torch.no_grad()
     def knn_monitor(self) -> dict:
-        """{knn_top1_k<k>: accuracy %} of the weighted kNN monitor (model left in train mode after)."""
+        """{knn_top1_k<k>: accuracy %} of the weighted kNN monitor (model left in train mode after), computed as
+        the offline `knn` processor computes it (cosine, knn_k, exp weighting at knn_t, BatchNorm statistics
+        re-estimated on a copy of the model with knn_recalibrate_bn)."""
         module = self.module
+        if self.cfg["knn_recalibrate_bn"]:
+            module = copy.deepcopy(module)
+            recalibrate_bn(module, self.plain_loader(self.knn_sets[0]), self.cfg["stream"], self.knn_sets[0].layout,
+                           self.device, module.monitor_features)
         fn = module.monitor_features
         (bank, bank_y, _), (query, query_y, _) = (
             extract_features(module, self.plain_loader(ds), self.cfg["stream"], ds.layout, self.device,
@@ -75,8 +85,42 @@ class Pretrain(Processor):
                              fn=fn) for part, ds in zip(("train", "test"), self.knn_sets))
         classes = max(ds.num_classes for ds in self.knn_sets)
         per_k = knn_accuracies(bank, bank_y, query, query_y, self.cfg["knn_k"], classes, "exp", self.cfg["knn_t"])
-        module.train()
+        self.module.train()
         return {f"knn_top1_k{k}": v for k, v in per_k.items()}
+
+    def train(self):
+        """The epoch loop, after measuring the random-init encoder on the kNN monitor (once per run, before the
+        first step; kept in the checkpoints): every later monitor is logged against it."""
+        if self.cfg["knn_interval"] > 0 and self.random_init_knn is None:
+            self.random_init_knn = self.knn_monitor()
+            self.log("kNN monitor of the random-init encoder (epoch 0): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in self.random_init_knn.items()) + " (pretraining has to beat this)")
+            if self.is_main:
+                atomic_save({"model": self.module.state_dict(), "epoch": 0, "knn_top1": self.random_init_knn},
+                            os.path.join(self.work_dir, "epoch0_model.pt"))
+        super().train()
+
+    random_init_knn = None
+
+    def extra_state(self) -> dict:
+        return {"random_init_knn": self.random_init_knn}
+
+    def load_extra_state(self, extra: dict):
+        self.random_init_knn = extra.get("random_init_knn")
+
+    def compare_to_random_init(self, monitor: dict, epoch: int) -> dict:
+        """{knn_gap_k<k>: accuracy - random init's}; a warning when the encoder is below it for every k."""
+        if not self.random_init_knn:
+            return {}
+        gaps = {k.replace("top1", "gap"): round(v - self.random_init_knn[k], 4) for k, v in monitor.items()
+                if k in self.random_init_knn}
+        if gaps and all(g < 0 for g in gaps.values()):
+            detail = ", ".join(f"{k.replace('knn_top1_', '')}: {monitor[k]:.2f} vs {self.random_init_knn[k]:.2f}"
+                               for k in monitor if k in self.random_init_knn)
+            self.log(f"warning: after epoch {epoch + 1} the encoder is below its random init on the kNN monitor "
+                     f"({detail}): pretraining is not helping on this data yet; on a small dataset see the README, "
+                     f"'Small datasets'")
+        return gaps
 
     def make_batch(self, x, label, index, epoch: int) -> dict:
         """The batch dict of the method contract (net/base.py): named views on the device, in the run's stream."""
@@ -141,6 +185,7 @@ class Pretrain(Processor):
         if self.cfg["knn_interval"] > 0 and (epoch + 1) % self.cfg["knn_interval"] == 0:
             monitor = self.knn_monitor()
             stats.update(monitor)
+            stats.update(self.compare_to_random_init(monitor, epoch))
             self.logger.scalars(monitor, epoch + 1, prefix="monitor/")
             self.log(f"kNN monitor after epoch {epoch + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in monitor.items()))
             self.save_best(monitor, epoch)

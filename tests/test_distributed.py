@@ -165,13 +165,13 @@ def test_two_process_hysp_pretraining_equals_one_process(nw_ucla_small, tmp_path
     tiny = {"hidden_channels": 8, "out_channels": 16, "projection_hidden_size": [32, 32],
             "predictor_hidden_size": [32, 32], "dropout": 0.0, "curriculum": False}
     settings = dict(num_epoch=1, num_worker=0, batch_size=24, base_lr=0.01, sync_bn=True, save_interval=0,
-                    progress=False, train_feeder="feeder.ntu_feeder.Feeder_dual",
-                    train_feeder_args={"shear_amplitude": -1, "temperal_padding_ratio": -1}, model_args=tiny)
+                    progress=False, train_feeder="feeder.ntu_feeder.LineageReader", model_args=tiny,
+                    views={"recipe": "strong_weak", "aug_method": ""})  # two views, neither augmented
     runs = {}
     for name, launcher in (("single", [sys.executable]), ("ddp", TORCHRUN + [f"--master_port={free_port()}"])):
         work = tmp_path / name
         cfg = demo_config("hysp_pretrain.yaml", nw_ucla_small, work, **settings)
-        cfg["train_feeder_args"].pop("aug_method")  # Feeder_dual has no strong view to configure
+        cfg["train_feeder_args"] = {k: cfg["train_feeder_args"][k] for k in ("data_path", "label_path")}
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
         out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "pretrain_hysp", "--config",
                                          str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-import processor.base
+import processor.optim
 from upstream_golden import FLOAT64_TOL, GoldenRun, assert_within, load_golden, section
 
 RUNNING = ("running_mean", "running_var", "num_batches_tracked")
@@ -58,13 +58,13 @@ class Replay:
         self.tmp_path, self.dtype, self.two_views = tmp_path, dtype, two_views
         self.worst = {}
         self.norms = {}
-        real_clip = processor.base.clip_per_tensor
+        real_clip = processor.optim.clip_per_tensor
 
         def recording_clip(params, max_norm):
             self.norms = {id(p): p.grad.norm(2).item() for p in params}
             return real_clip(params, max_norm)
 
-        monkeypatch.setattr(processor.base, "clip_per_tensor", recording_clip)
+        monkeypatch.setattr(processor.optim, "clip_per_tensor", recording_clip)
 
     def groups(self, run: GoldenRun, i: int):
         """Our optimiser's groups (one tensor each) against upstream's, in order, with lr and weight decay."""

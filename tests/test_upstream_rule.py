@@ -63,6 +63,7 @@ RULE = [
     (("clrtuning", "net.stars.STARS", None), "model_args.legacy_view1_no_grad", True),
     (("clrtuning", "net.stars.STARS", None), "model_args.second_pass", True),
     (("clrtuning", "net.stars.STARS", None), "save_best_by", "knn_top1"),
+    (("clrtuning", "net.stars.STARS", None), "knn_recalibrate_bn", False),
     (("semi", "net.transformer.Transformer", None), "subset_rule", "mamp"),
 ]
 
