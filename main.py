@@ -58,5 +58,10 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli():
+    """The `skelssl` console script (pyproject.toml): the same as `python main.py`."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -10,7 +10,6 @@ first call; tracemalloc peak for numpy, in a separate untimed pass) is not mixed
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
 import json
@@ -37,8 +36,19 @@ def make_batch(args):
     return rng.standard_normal((args.batch, 3, args.frames, args.joints, args.persons)).astype(np.float32)
 
 
+def numpy_reference():
+    """The per-sample numpy augmentations (tests/augment_numpy.py, the tests' reference), loaded by path."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "augment_numpy.py")
+    spec = importlib.util.spec_from_file_location("augment_numpy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.extreme_augment_sample, module.normal_augment_sample
+
+
 def numpy_views(batch, aug_method, flip, rng):
-    from feeder.augment_numpy import extreme_augment_sample, normal_augment_sample
+    extreme_augment_sample, normal_augment_sample = numpy_reference()
 
     views = ([], [], [])
     for sample in batch:  # one __getitem__ each, then the default collate stacks them

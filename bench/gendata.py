@@ -5,7 +5,7 @@
 Side by side, on the same fake tree (genuine NTU files copied under official names):
 - reference: a straightforward line-by-line reader written here the way the upstream reader
   works (readline per record, a dict per joint, float() per value) filling the array serially;
-- skelssl parser: feeder.raw.ntu.read_skeleton(XYZ) + lineage_xyz, one process;
+- skelssl parser: tools.raw.ntu.read_skeleton(XYZ) + lineage_xyz, one process;
 - skelssl tool: tools/ntu_gendata.py end to end (memmap output, label files, report), with 1
   and with N worker processes.
 """
@@ -19,11 +19,10 @@ import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 
-from feeder.raw import ntu  # noqa: E402
+from tools.raw import ntu  # noqa: E402
 from tools import ntu_gendata  # noqa: E402
 
 SOURCES = [os.path.join(REPO_ROOT, "..", "shared", "data", "ntu_rgbd_sample"),

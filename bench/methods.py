@@ -20,7 +20,6 @@ import sys
 import tempfile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 
 def measure(config: str, batch: int, steps: int, epoch: int = 0) -> dict:

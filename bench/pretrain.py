@@ -12,16 +12,13 @@ Both run in this process, interleaved, so they see the same machine.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
-import sys
 import time
 
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from feeder import augment  # noqa: E402
 from net import st_gcn  # noqa: E402

@@ -14,14 +14,11 @@ clip; it ran the encoder twice: "upstream" does too). Variants run interleaved i
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.pretrain import peak_rss_mb, reset_peak_rss  # noqa: E402
 from feeder import augment  # noqa: E402

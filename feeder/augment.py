@@ -4,7 +4,7 @@ Every function takes a whole batch x of shape (N, C=3, T, V, M) (batch, xyz, fra
 persons), draws one random parameter set per sample with torch on x.device (from `generator`
 when given) and returns a new tensor; the input is never modified. Passing the parameters
 explicitly (`start`, `matrix`, `apply`, ...) skips the drawing, which is how the tests check
-each function against the per-sample numpy reference in feeder/augment_numpy.py.
+each function against the per-sample numpy reference in tests/augment_numpy.py.
 
 The algorithms are those of the SkeletonCLR / AimCLR feeders (feeder/tools.py there); each
 docstring names the one it reproduces.
@@ -232,10 +232,15 @@ AUGMENTATIONS = {
 }
 
 
-def extreme_augment(x, aug_method="12345", flip_permutation=None, generator=None, blur_normalize=False):
+def extreme_augment(x, aug_method="12345", flip_permutation=None, generator=None, blur_normalize=False, coords=3):
     """Apply the AimCLR "extreme" augmentations named by the digits of aug_method, in that order
     (AimCLR feeder _strong_aug, which always runs them in the order 1..6: the same for sorted
-    codes such as the default). flip_permutation defaults to the NTU RGB+D left/right swap."""
+    codes such as the default). flip_permutation defaults to the NTU RGB+D left/right swap.
+
+    coords=2 (2-D data, channels x, y[, score]): the rotation is in the image plane, the noise, blur and axis
+    mask act on x, y only, and missing joints (score 0) stay exactly zero."""
+    if coords == 2:
+        return _extreme_augment_2d(x, aug_method, flip_permutation, generator, blur_normalize)
     unknown = sorted(set(aug_method) - set(AUGMENTATIONS))
     if unknown:
         raise ValueError(f"unknown augmentation code(s) {unknown} in {aug_method!r}; known: {AUGMENTATIONS}")
@@ -256,6 +261,89 @@ def extreme_augment(x, aug_method="12345", flip_permutation=None, generator=None
         else:
             x = time_flip(x, generator=generator)
     return x
+
+
+def _extreme_augment_2d(x, aug_method, flip_permutation, generator, blur_normalize):
+    unknown = sorted(set(aug_method) - set(AUGMENTATIONS))
+    if unknown:
+        raise ValueError(f"unknown augmentation code(s) {unknown} in {aug_method!r}; known: {AUGMENTATIONS}")
+    xy, rest = x[:, :2], x[:, 2:]
+    for code in aug_method:
+        if code == "1":  # the joints swap left / right: the score travels with its joint
+            swapped = random_flip(torch.cat([xy, rest], 1), flip_permutation, generator=generator)
+            xy, rest = swapped[:, :2], swapped[:, 2:]
+        elif code == "2":
+            xy = rotate_2d(xy, generator=generator)
+        elif code == "3":
+            xy = gaussian_noise(xy, generator=generator)
+        elif code == "4":
+            xy = _masked_blur(xy, rest, generator)
+        elif code == "5":
+            xy = axis_mask(xy, generator=generator)
+        else:
+            frames = torch.cat([xy, rest], 1)
+            frames = time_flip(frames, generator=generator)
+            xy, rest = frames[:, :2], frames[:, 2:]
+    return keep_missing(torch.cat([xy, rest], 1))
+
+
+def _masked_blur(xy, rest, generator):
+    """The temporal Gaussian blur of 2-D joints as a normalised convolution over the visible frames only, so a
+    joint next to frames where it is missing is not pulled towards (0, 0) (a spike); without a score channel,
+    the plain normalised blur."""
+    n = xy.shape[0]
+    apply = sample_apply(n, 0.5, generator, xy.device)
+    sigma = sample_gaussian_blur_params(n, (0.1, 2.0), generator, xy.device, xy.dtype)
+    visible = (rest[:, :1] > 0).to(xy.dtype) if rest.shape[1] else torch.ones_like(xy[:, :1])
+    num = gaussian_blur(xy * visible, sigma=sigma, apply=apply, normalize=True)
+    den = gaussian_blur(visible, sigma=sigma, apply=apply, normalize=True)
+    return torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros_like(num))
+
+
+# ----------------------------------------------------------------------------- 2-D (image-plane) data
+
+def shear_2d(x, amplitude, generator=None, matrix=None):
+    """(x, y) -> S (x, y), S = [[1, a], [b, 1]] with a, b ~ U(-r, r) per sample; other channels (the score)
+    kept: the 2-D counterpart of the lineage's shear."""
+    if amplitude <= 0:
+        return x
+    if matrix is None:
+        u = torch.rand(x.shape[0], 2, generator=generator, device=x.device, dtype=x.dtype)
+        a, b = ((u * 2 - 1) * amplitude).unbind(1)
+        one = torch.ones_like(a)
+        matrix = torch.stack([one, a, b, one], dim=1).view(-1, 2, 2)
+    xy = torch.einsum("nij,njk->nik", matrix.to(x.dtype), x[:, :2].flatten(2)).view(x[:, :2].shape)
+    return torch.cat([xy, x[:, 2:]], 1)
+
+
+def scale_2d(x, scale_range=(0.8, 1.2), generator=None, factor=None):
+    """(x, y) times one factor per sample ~ U(scale_range); other channels kept."""
+    lo, hi = (float(v) for v in scale_range)
+    if factor is None:
+        factor = lo + (hi - lo) * torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    xy = x[:, :2] * factor.view(-1, 1, 1, 1, 1).to(x.dtype)
+    return torch.cat([xy, x[:, 2:]], 1)
+
+
+def rotate_2d(x, max_deg=30.0, generator=None, angles=None):
+    """A rotation in the image plane by U(-max_deg, max_deg) degrees per sample; other channels kept (there is
+    no rotation out of the image plane for 2-D data)."""
+    if angles is None:
+        angles = torch.deg2rad((torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) * 2 - 1)
+                               * max_deg)
+    c, s = torch.cos(angles).view(-1, 1, 1, 1), torch.sin(angles).view(-1, 1, 1, 1)
+    px, py = x[:, 0], x[:, 1]
+    xy = torch.stack([c * px - s * py, s * px + c * py], 1)
+    return torch.cat([xy, x[:, 2:]], 1)
+
+
+def keep_missing(x):
+    """2-D data with a score channel (C = 3): x, y set back to 0 where the score is 0 (missing joints stay one
+    thing, whatever an augmentation did around them); other data unchanged."""
+    if x.shape[1] < 3:
+        return x
+    visible = (x[:, 2:3] > 0).to(x.dtype)
+    return torch.cat([x[:, :2] * visible, x[:, 2:]], 1)
 
 
 def normal_augment(x, shear_amplitude, padding_ratio, generator=None):

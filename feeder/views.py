@@ -21,6 +21,11 @@ Every view starts from the *normal* augmentation: a random MAMP crop of the vali
 padding (`temperal_padding_ratio`, the lineage's spelling) and a shear (`shear_amplitude`); each step is off
 unless asked for. The extreme / strong views add AimCLR's augmentations named by the digits of
 `aug_method` (1 flip, 2 rotate, 3 noise, 4 blur, 5 axis mask, 6 time flip).
+
+2-D data from video pose estimators (channels x, y[, score]): `coords: 2`. Shear, `scale: [lo, hi]` and
+`rotate_deg` act on x, y in the image plane (no rotation out of it), the extreme rotation is in-plane, noise,
+blur and axis mask touch x, y only, the flip swaps the layout's left / right joints with their scores, and a
+missing joint (score 0) stays exactly zero after every augmentation.
 """
 from __future__ import annotations
 
@@ -38,7 +43,13 @@ class NormalView:
     """The normal augmentation of one view (see the module docstring); every step off by default."""
 
     def __init__(self, shear_amplitude=-1.0, temperal_padding_ratio=-1, p_interval=None, window_size=-1,
-                 random_rot=False, min_crop_frames=64):
+                 random_rot=False, min_crop_frames=64, coords=3, scale=None, rotate_deg=0.0):
+        if int(coords) not in (2, 3):
+            raise ConfigError(f"views: coords must be 3 (x, y, z) or 2 (x, y[, score] from 2-D pose), got {coords}")
+        self.coords = int(coords)
+        if self.coords == 3 and (scale is not None or rotate_deg):
+            raise ConfigError("views: `scale` and `rotate_deg` are the 2-D (image-plane) augmentations: set coords: 2")
+        self.scale, self.rotate_deg = scale, float(rotate_deg)
         self.shear_amplitude, self.padding_ratio = float(shear_amplitude), int(temperal_padding_ratio)
         p = None if p_interval is None else [float(v) for v in (p_interval if isinstance(p_interval, (list, tuple))
                                                                else [p_interval])]
@@ -50,11 +61,20 @@ class NormalView:
 
     @property
     def augments(self) -> bool:
-        return self.shear_amplitude > 0 or self.padding_ratio > 0 or self.random_crop is not None or self.random_rot
+        return (self.shear_amplitude > 0 or self.padding_ratio > 0 or self.random_crop is not None or self.random_rot
+                or self.scale is not None or self.rotate_deg > 0)
 
     def __call__(self, x, generator=None):
         if self.random_crop is not None:
             x = augment.valid_crop_resize(x, self.random_crop, self.window_size, self.min_crop_frames, generator)
+        if self.coords == 2:  # image-plane data: temporal crop, then shear / scale / rotation of x, y only
+            x = augment.temporal_crop(x, self.padding_ratio, generator)
+            x = augment.shear_2d(x, self.shear_amplitude, generator)
+            if self.scale is not None:
+                x = augment.scale_2d(x, self.scale, generator)
+            if self.rotate_deg > 0:
+                x = augment.rotate_2d(x, self.rotate_deg, generator)
+            return augment.keep_missing(x)
         if self.random_rot:
             x = augment.uniform_rotate(x, generator=generator)
         return augment.normal_augment(x, self.shear_amplitude, self.padding_ratio, generator=generator)
@@ -78,7 +98,8 @@ class ViewRecipe:
 
     def extreme(self, x, generator, aug_method, blur_normalize):
         flip = self.layout.flip_permutation if self.layout is not None else None
-        return augment.extreme_augment(x, aug_method, flip, generator=generator, blur_normalize=blur_normalize)
+        return augment.extreme_augment(x, aug_method, flip, generator=generator, blur_normalize=blur_normalize,
+                                       coords=self.normal.coords)
 
     def __repr__(self):
         return f"{type(self).__name__} -> {', '.join(self.names)}"

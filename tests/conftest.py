@@ -1,11 +1,10 @@
-"""Shared test fixtures. The repo root goes on sys.path so tests import feeder/ and tools/."""
+"""Shared test fixtures. The project is installed (`pip install -r requirements.txt` installs it with `-e .`),
+so tests import net/, feeder/, tools/ ... as packages."""
 import os
-import sys
 
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 NW_UCLA_ARCHIVE = os.path.join(REPO_ROOT, "data", "nw_ucla", "nw_ucla_skeletons.npz")
 

@@ -297,7 +297,6 @@ def test_temperature_is_not_used_and_says_so():
 
 DDP_SCRIPT = """
 import sys, numpy as np, torch
-sys.path.insert(0, {root!r})
 import torch.distributed as dist
 from net.asar import ASAR
 from net.modules import enqueue

@@ -1,11 +1,11 @@
 """Batched torch augmentations (feeder/augment.py) against the per-sample numpy reference
-(feeder/augment_numpy.py), plus their invariants."""
+(tests/augment_numpy.py), plus their invariants."""
 import numpy as np
 import pytest
 import torch
 
 from feeder import augment as A
-from feeder import augment_numpy as R
+import augment_numpy as R
 from feeder.layouts import NTU_RGBD
 
 N, C, T, V, M = 6, 3, 50, 25, 2

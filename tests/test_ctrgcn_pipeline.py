@@ -1,4 +1,4 @@
-"""The CTR-GCN / MAMP `.npz` preprocessing (feeder/raw/ctrgcn.py): golden outputs, each denoising rule, splits.
+"""The CTR-GCN / MAMP `.npz` preprocessing (tools/raw/ctrgcn.py): golden outputs, each denoising rule, splits.
 
 The synthetic cases build bodies with known joints, compute what upstream's rules should keep in
 the test itself (motions in float64, frame bookkeeping by hand) and compare with the module.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import NTU_SIX, REPO_ROOT
 
-from feeder.raw import ctrgcn, ntu
+from tools.raw import ctrgcn, ntu
 
 A058 = "S001C003P008R002A058"
 ID_738, ID_734 = 72057594037944738, 72057594037944734  # A058's bodies, in the order the file lists them

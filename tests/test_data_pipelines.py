@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO_ROOT
 from test_processors import TINY_MODEL
 
-from feeder.raw import ntu, pku
+from tools.raw import ntu, pku
 from processor.evaluation import Evaluation
 from processor.pretrain import Pretrain
 from tools import lineage_frames, ntu_gendata, ntu_npz_gendata, pku_gendata

@@ -19,7 +19,6 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
 
 GLOBAL_BN_SCRIPT = """
 import sys, numpy as np, torch
-sys.path.insert(0, {root!r})
 import torch.distributed as dist
 from torchlight.dist import GlobalBatchNorm, all_gather_grad
 dist.init_process_group("gloo")

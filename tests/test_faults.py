@@ -26,7 +26,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # half of its bytes and then SIGKILLs the process, before the rename.
 KILL_IN_WRITE = """
 import io, os, signal, sys
-sys.path.insert(0, {root!r})
 import torchlight.io as tio
 original, calls = tio.atomic_write, [0]
 def faulty(path, write_fn, mode="wb"):

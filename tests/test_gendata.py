@@ -91,6 +91,21 @@ def test_two_dimensional_input_gets_a_zero_z(tmp_path, capsys):
     assert "flat.npy: 2-D coordinates, a zero z channel was added" in capsys.readouterr().out
 
 
+def test_person_slots_follow_the_data(tmp_path, capsys):
+    """No sample has a second person: one slot by default (an always-empty slot enters the input BatchNorm and
+    every pooled feature); --max_persons 2 keeps the lineage's two."""
+    make_dataset(tmp_path, {"a": sequence(12), "b": sequence(9, seed=2)}, ["name,label,split", "a,0,train", "b,1,val"])
+    assert run(tmp_path) == 0
+    train, _, _ = load_split(tmp_path / "out", "train")
+    assert train.shape == (1, 3, 50, V, 1)
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["persons"] == 1
+    assert "no sample has a person in slot 2: 1 person slot(s) written" in capsys.readouterr().out
+    assert run(tmp_path, "--max_persons", "2") == 0
+    two, _, _ = load_split(tmp_path / "out", "train")
+    assert two.shape == (1, 3, 50, V, 2) and not two[..., 1].any()
+    np.testing.assert_array_equal(two[..., 0], train[..., 0])
+
+
 def test_yaml_layout_and_more_persons_than_kept(tmp_path, capsys):
     layout = tmp_path / "tri.yaml"
     layout.write_text("num_joints: 3\ncenter: 1\nedges: [[0, 1], [1, 2]]\nshoulders: [0, 2]\n")
@@ -181,7 +196,7 @@ def test_convert_reports_reader_failures_and_strict_raises(tmp_path, capsys):
     summary = convert(iter(sequences), labels, "nw-ucla", out_folder=str(tmp_path / "a"), file_suffix=".x")
     assert summary["counts"] == {"train": 1, "val": 0} and summary["skipped"]["train"] == 1
     assert "broken.x: disk on fire" in capsys.readouterr().out
-    assert np.load(tmp_path / "a" / "val_position.npy").shape == (0, 3, 50, V, 2)
+    assert np.load(tmp_path / "a" / "val_position.npy").shape == (0, 3, 50, V, 1)  # one person: one slot
     with pytest.raises(InputError, match="broken.x: disk on fire"):
         convert(iter(sequences), labels, "nw-ucla", out_folder=str(tmp_path / "b"), file_suffix=".x", strict=True)
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import NTU_SIX, REPO_ROOT
 
-from feeder.raw import ntu
-from feeder.raw.common import InputError
-from feeder.raw.store import SampleStore
+from tools.raw import ntu
+from tools.raw.common import InputError
+from tools.raw.store import SampleStore
 from tools import lineage_frames, ntu_gendata, pyskl_import
 
 DATA = os.path.join(REPO_ROOT, "tests", "data")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import GOLDEN, SHARED
 
-from feeder.raw import pku
-from feeder.raw.common import InputError
+from tools.raw import pku
+from tools.raw.common import InputError
 
 GENUINE_SHA256 = "740a0e6136152d3ae4cbd9f6b0d3830baf958f227453aedfb51d536715253e39"
 SAMPLE_FOLDERS = (os.path.join(SHARED, "data", "pku_mmd_sample"), os.path.join(GOLDEN, "..", "data", "pku_mmd_sample"))

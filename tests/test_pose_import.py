@@ -14,7 +14,7 @@ from conftest import SHARED
 from feeder.layouts import JOINT_NAMES
 from feeder.preprocess import (clean_2d, normalize_2d, person_gaps_2d, resize_time, resize_time_2d,
                                select_persons_2d)
-from feeder.raw.common import InputError
+from tools.raw.common import InputError
 from tools.pose_import import import_poses, main
 
 POSE = os.path.join(SHARED, "data", "pose_formats")

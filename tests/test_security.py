@@ -177,7 +177,7 @@ def test_a_score_file_that_runs_code_is_refused(tmp_path):
 
 
 def test_an_annotation_pickle_that_runs_code_is_refused(tmp_path):
-    from feeder.raw.common import InputError
+    from tools.raw.common import InputError
     from tools.pyskl_import import load_annotations
 
     marker = tmp_path / "pwned"

@@ -21,10 +21,8 @@ import csv
 import glob
 import os
 import re
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from processor.evaluation import Evaluation  # noqa: E402
 from processor.knn import KNN  # noqa: E402

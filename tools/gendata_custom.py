@@ -25,7 +25,6 @@ import shlex
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 from numpy.lib.format import open_memmap  # noqa: E402
@@ -33,7 +32,7 @@ from tqdm import tqdm  # noqa: E402
 
 from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
 from feeder.preprocess import to_fixed_length  # noqa: E402
-from feeder.raw.common import InputError, Problems, say  # noqa: E402
+from tools.raw.common import InputError, Problems, say  # noqa: E402
 
 SPLITS = ("train", "val")
 CSV_COLUMNS = ("name", "label", "split")
@@ -136,27 +135,32 @@ def _partial(path: str) -> str:
     return path + ".partial"
 
 
-def _write_split(buffer_path, capacity, slot_of, kept, final_path, shape):
-    """Write the kept rows of a split's buffer, in sorted-name order, to final_path's temp name."""
+def _write_split(buffer_path, capacity, slot_of, kept, final_path, shape, persons):
+    """Write the kept rows of a split's buffer (their first `persons` person slots), in sorted-name order, to
+    final_path's temp name."""
     out = _partial(final_path)
+    shape = shape[:-1] + (persons,)
     if len(kept) == 0:
         with open(out, "wb") as f:
             np.save(f, np.zeros((0,) + shape, np.float32))
-    elif len(kept) == capacity:  # every slot filled: the buffer already is the output
-        os.replace(buffer_path, out)
+    elif len(kept) == capacity and persons == np.load(buffer_path, mmap_mode="r").shape[-1]:
+        os.replace(buffer_path, out)  # every slot filled: the buffer already is the output
     else:
         rows = [slot_of[name] for name in kept]
         buffer = np.load(buffer_path, mmap_mode="r")
         dest = open_memmap(out, mode="w+", dtype=np.float32, shape=(len(kept),) + shape)
         for start in range(0, len(rows), COPY_CHUNK):
-            dest[start:start + COPY_CHUNK] = buffer[rows[start:start + COPY_CHUNK]]
+            dest[start:start + COPY_CHUNK] = buffer[rows[start:start + COPY_CHUNK], ..., :persons]
         dest.flush()
         del dest, buffer
     return out
 
 
+PERSON_CAP = 2  # the lineage's M: the most person slots an automatic count gives
+
+
 def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str = ".",
-            max_persons: int = 2, rotate: bool = True, center: bool = True, strict: bool = False,
+            max_persons: int | None = None, rotate: bool = True, center: bool = True, strict: bool = False,
             file_suffix: str = "", source: str = "", command: str | None = None,
             problems: Problems | None = None, total: int | None = None) -> dict:
     """Write lineage frame-N arrays for `sequences` to out_folder; returns the summary.
@@ -165,6 +169,11 @@ def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str =
         zero-argument callable returning it (so a reader's failure is reported like bad data).
     labels: {name: (label, split)}, label an int >= 0, split 'train' or 'val'.
     file_suffix: appended to names in reports (e.g. '.npy'), so they name the files.
+    max_persons: person slots (M) of the output; None follows the data: as many as the busiest sample has
+        (a person with any non-zero value), up to PERSON_CAP. An always-empty second slot is not harmless:
+        it enters ST-GCN's input BatchNorm statistics as zeros and its (input-independent) features are
+        averaged into every sample's pooled feature: on NW-UCLA an empty second slot lowers a random-init
+        encoder's kNN from 36.0 / 24.9 to 33.3 / 20.0 (k = 1 / 20, mean of 3 seeds; docs/results_nw_ucla.md).
     Bad samples are reported and skipped (InputError at the first one if strict). Raises
     InputError if no sample is usable; then nothing is written.
     """
@@ -182,7 +191,10 @@ def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str =
             checked[name] = (parse_label(label), parse_split(split))
         except ValueError as e:
             problems.add(name + file_suffix, str(e))
-    sample_shape = (3, frames, layout.num_joints, max_persons)
+    auto_persons = max_persons is None
+    slots = PERSON_CAP if auto_persons else max_persons
+    sample_shape = (3, frames, layout.num_joints, slots)
+    persons_seen = 0
     paths = {s: os.path.join(out_folder, f"{s}_position.npy") for s in SPLITS}
     names_in = {s: sorted(n for n, (_, sp) in checked.items() if sp == s) for s in SPLITS}
     slot_of = {s: {n: i for i, n in enumerate(names_in[s])} for s in SPLITS}
@@ -214,14 +226,15 @@ def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str =
                 continue
             try:
                 a, flat = check_sequence(sequence() if callable(sequence) else sequence, layout)
-                positions = fixed_length_sample(a, layout, frames, max_persons, center, rotate)
+                positions = fixed_length_sample(a, layout, frames, slots, center, rotate)
             except (ValueError, OSError, EOFError) as e:
                 problems.add(where, str(e), split)
                 continue
             if flat:
                 note("2-D coordinates, a zero z channel was added", where)
-            if a.shape[0] > max_persons:
-                note(f"more than {max_persons} persons, the first {max_persons} kept", where)
+            if a.shape[0] > slots:
+                note(f"more than {slots} persons, the first {slots} kept", where)
+            persons_seen = max(persons_seen, int(np.abs(positions).sum(axis=(0, 1, 2)).astype(bool).sum()))
             buffers[split][slot_of[split][name]] = positions
             done[split][name] = label
         for b in buffers.values():
@@ -240,12 +253,16 @@ def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str =
         if not all_labels:
             print_summary(summary, problems, out_folder)
             raise InputError(out_folder, "no usable sample; nothing was written")
+        persons = max(persons_seen, 1) if auto_persons else slots
+        if auto_persons and persons < slots:
+            say(f"note: no sample has a person in slot {persons + 1}: {persons} person slot(s) written "
+                f"(--max_persons {slots} keeps {slots})")
         outputs = []
         for s in SPLITS:
             kept = sorted(done[s])
             temp_paths.append(_partial(paths[s]))
             outputs.append((_write_split(buffer_paths[s], len(names_in[s]), slot_of[s], kept, paths[s],
-                                         sample_shape), paths[s]))
+                                         sample_shape, persons), paths[s]))
             label_path = os.path.join(out_folder, f"{s}_label.pkl")
             temp_paths.append(_partial(label_path))
             with open(_partial(label_path), "wb") as f:
@@ -257,7 +274,7 @@ def convert(sequences, labels: dict, layout, frames: int = 50, out_folder: str =
             "frames": frames,
             # the whole definition, so the feeder rebuilds a custom layout without its YAML file
             "layout": layout_to_dict(layout),
-            "persons": max_persons,
+            "persons": persons,
             "centered_on_joint": layout.center if center else None,
             "rotated": bool(rotate and layout.shoulders is not None),
             "counts": summary["counts"],
@@ -309,11 +326,12 @@ def main(argv=None) -> int:
     parser.add_argument("--layout", required=True, help="built-in layout name or a layout .yaml")
     parser.add_argument("--frames", type=int, default=50)
     parser.add_argument("--out_folder", required=True)
-    parser.add_argument("--max_persons", type=int, default=2)
+    parser.add_argument("--max_persons", type=int, default=None,
+                        help=f"person slots; default: as many as the data has (up to {PERSON_CAP})")
     parser.add_argument("--no_rotate", action="store_true", help="skip the shoulder rotation")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad input")
     args = parser.parse_args(argv)
-    if args.frames < 1 or args.max_persons < 1:
+    if args.frames < 1 or (args.max_persons is not None and args.max_persons < 1):
         parser.error("--frames and --max_persons must be at least 1")
     try:
         layout = get_layout(args.layout)

@@ -25,7 +25,6 @@ import shlex
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -34,8 +33,8 @@ from tqdm import tqdm  # noqa: E402
 from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
 from feeder.ntu_feeder import DataError, read_labels  # noqa: E402
 from feeder.preprocess import motion_fixed_length, to_fixed_length  # noqa: E402
-from feeder.raw.common import InputError, Problems, say  # noqa: E402
-from feeder.raw.store import SampleStore, fingerprint  # noqa: E402
+from tools.raw.common import InputError, Problems, say  # noqa: E402
+from tools.raw.store import SampleStore, fingerprint  # noqa: E402
 from feeder.streams import bone  # noqa: E402
 
 PARTS = ("train", "val")

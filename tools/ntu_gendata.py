@@ -23,11 +23,10 @@ import shlex
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
-from feeder.raw import ntu  # noqa: E402
-from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
-from feeder.raw.store import SampleStore, fingerprint  # noqa: E402
+from tools.raw import ntu  # noqa: E402
+from tools.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
+from tools.raw.store import SampleStore, fingerprint  # noqa: E402
 
 PARTS = ("train", "val")
 BODY_SELECTIONS = ("file_order", "energy")

@@ -7,7 +7,7 @@ Writes `<out_folder>/NTU60_XSub.npz`, `NTU60_XView.npz` (NTU120: `NTU120_XSub.np
 `NTU120_XSet.npz`; `--names ctrgcn` gives CTR-GCN's NTU60_CS / NTU60_CV / NTU120_CSub / NTU120_CSet)
 with x_train / x_test float32 (N, 300, 150) and one-hot float64 y_train / y_test, exactly as MAMP
 and STARS read them: the three upstream scripts (raw bodies, denoising, translation + padding) in
-one pass, per sample (feeder/raw/ctrgcn.py; bit-identical to upstream on genuine files), samples
+one pass, per sample (tools/raw/ctrgcn.py; bit-identical to upstream on genuine files), samples
 in upstream's order (subject by subject, camera by camera). `denoising.log` lists what the
 denoising dropped, per sample. Parallel, memory-mapped and resumable like tools/ntu_gendata.py;
 unreadable files are reported and left out (or stop the run with --strict).
@@ -20,11 +20,10 @@ import shlex
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
-from feeder.raw import ctrgcn, ntu  # noqa: E402
-from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
-from feeder.raw.store import SampleStore, fingerprint, write_npz  # noqa: E402
+from tools.raw import ctrgcn, ntu  # noqa: E402
+from tools.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
+from tools.raw.store import SampleStore, fingerprint, write_npz  # noqa: E402
 from tools.ntu_gendata import find_files, read_ignore_list  # noqa: E402
 
 NAMINGS = ("mamp", "ctrgcn")

@@ -7,7 +7,7 @@
 The release holds one skeleton file per untrimmed video (`0002-L.txt`, part II `A01N02-L.txt`),
 a label file of the same name (`class_id,start,end,confidence` per action instance) and the split
 files (part I `cross-subject.txt` / `cross-view.txt`, part II `cross_subject_v2.txt` /
-`cross_view_v2.txt`). Every labelled instance becomes one sample (feeder/raw/pku.py has how each
+`cross_view_v2.txt`). Every labelled instance becomes one sample (tools/raw/pku.py has how each
 lineage cuts it; they differ by one frame):
 - lineage (AimCLR / CrosSCLR / 3s-CACA / ASAR / HYSP): `<out>/<benchmark>/{train,val}_data_joint.npy`
   (N, 3, 300, 25, 2) + `{train,val}_label.pkl` (names `F002V001C041L001.skeleton`, label = class - 1),
@@ -25,14 +25,13 @@ import shlex
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 
-from feeder.raw import pku  # noqa: E402
-from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
-from feeder.raw.ctrgcn import one_hot  # noqa: E402
-from feeder.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
+from tools.raw import pku  # noqa: E402
+from tools.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
+from tools.raw.ctrgcn import one_hot  # noqa: E402
+from tools.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
 
 FORMATS = ("lineage", "npz")
 BENCHMARKS = ("xsub", "xview")

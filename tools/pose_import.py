@@ -32,13 +32,12 @@ import sys
 from types import SimpleNamespace
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
 from feeder.preprocess import (NORMALIZE_2D, clean_2d, person_gaps_2d, select_persons_2d,  # noqa: E402
                                to_fixed_length_2d, visible_2d)
-from feeder.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
-from feeder.raw.store import SampleStore, fingerprint  # noqa: E402
+from tools.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
+from tools.raw.store import SampleStore, fingerprint  # noqa: E402
 from tools.gendata_custom import SPLITS, parse_label, parse_split, print_summary, read_labels  # noqa: E402
 from tools.pose_formats import READERS  # noqa: E402
 from tools.pose_formats.coco import COCO_GROUPS  # noqa: E402

@@ -22,14 +22,13 @@ import shlex
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from feeder.raw.common import InputError, Problems, say  # noqa: E402
-from feeder.raw.ctrgcn import one_hot  # noqa: E402
-from feeder.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
+from tools.raw.common import InputError, Problems, say  # noqa: E402
+from tools.raw.ctrgcn import one_hot  # noqa: E402
+from tools.raw.store import SampleStore, fingerprint, npz_rows, write_npz  # noqa: E402
 from torchlight.io import load_pickle  # noqa: E402
 
 FORMATS = ("lineage", "npz")

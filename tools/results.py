@@ -161,7 +161,6 @@ def main(argv=None):
     p.add_argument("--csv", help="also write the table as CSV")
     p.add_argument("--md", help="also write the table as Markdown")
     args = p.parse_args(argv)
-    sys.path.insert(0, ROOT)
     from torchlight.io import atomic_write_text
 
     rows = collect(args.folders)

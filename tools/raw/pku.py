@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from feeder.raw.common import InputError
+from tools.raw.common import InputError
 
 NUM_PERSONS = 2
 NUM_JOINTS = 25

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from feeder.raw.common import InputError
+from tools.raw.common import InputError
 
 NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 SUFFIX = ".skeleton"

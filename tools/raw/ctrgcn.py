@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from feeder.raw import ntu
+from tools.raw import ntu
 
 NUM_JOINTS = 25
 ACTOR_WIDTH = NUM_JOINTS * 3  # 75 values per actor and frame: joint-major, then x y z
