@@ -40,6 +40,8 @@ PROCESSORS = {
                    "supervised training from scratch (random init, every parameter trains): the reference line",
                    {"protocol": "finetune"}),
     "knn": ("processor.knn.KNN", "kNN classification of frozen features (k list, cosine)", {}),
+    "extract": ("processor.extract.Extract",
+                "features (and predictions, nearest neighbours) of a trained encoder on a split or new sequences", {}),
 }
 
 

@@ -31,7 +31,7 @@ from numpy.lib.format import open_memmap  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
-from feeder.preprocess import to_fixed_length  # noqa: E402
+from feeder.preprocess import check_sequence, fixed_length_sample  # noqa: E402
 from tools.raw.common import InputError, Problems, say  # noqa: E402
 
 SPLITS = ("train", "val")
@@ -88,47 +88,6 @@ def read_labels(path: str, problems: Problems) -> tuple[dict, set]:
                 rejected.add(name)
                 problems.add(where, str(e))
     return rows, rejected - set(rows)
-
-
-def check_sequence(array, layout) -> tuple[np.ndarray, bool]:
-    """A sequence as float32 (M, T, V, 3) and whether it had only x, y; ValueError if unusable."""
-    a = np.asarray(array)
-    shape = a.shape
-    if a.ndim == 3:
-        a = a[None]
-    if a.ndim != 4:
-        raise ValueError(f"wrong rank: shape {shape}, expected (T, V, C) or (M, T, V, C)")
-    persons, length, joints, coords = a.shape
-    if a.dtype.kind not in "iuf":
-        raise ValueError(f"not numeric: dtype {a.dtype}")
-    if coords not in (2, 3):
-        raise ValueError(f"wrong number of coordinates: C = {coords} in shape {shape}, expected 2 or 3")
-    if joints != layout.num_joints:
-        raise ValueError(f"wrong number of joints: V = {joints} in shape {shape}, "
-                         f"layout {layout.name!r} has {layout.num_joints}")
-    if length == 0 or persons == 0:
-        raise ValueError(f"empty: shape {shape} has no frames")
-    a = a.astype(np.float32)
-    bad = np.count_nonzero(~np.isfinite(a))
-    if bad:
-        raise ValueError(f"contains NaN or inf ({bad} values)")
-    if not a.any():
-        raise ValueError("all zeros")
-    if coords == 2:
-        a = np.concatenate([a, np.zeros_like(a[..., :1])], axis=-1)
-    return a, coords == 2
-
-
-def fixed_length_sample(a: np.ndarray, layout, frames: int, max_persons: int, center: bool,
-                        rotate: bool) -> np.ndarray:
-    """(M, T, V, 3) checked sequence -> lineage positions (3, frames, V, max_persons)."""
-    # trailing all-zero frames are padding; inner frames count even if joint 0 is zero, so data
-    # centred on joint 0 works (the lineage's joint-0 count would call it empty)
-    moving = np.flatnonzero(np.abs(a).sum(axis=(0, 2, 3)) > 0)
-    x = np.zeros((3, a.shape[1], layout.num_joints, max_persons), np.float32)
-    kept = a[:max_persons]
-    x[..., :len(kept)] = kept.transpose(3, 1, 2, 0)
-    return to_fixed_length(x, layout, frames, center=center, rotate=rotate, length=moving[-1] + 1)
 
 
 def _partial(path: str) -> str:
