@@ -16,6 +16,7 @@ from a small YAML file:
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -198,6 +199,39 @@ JOINT_NAMES = {
                        "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
                        "right_ankle"),
 }
+
+# A joint of one layout found in another by name (`joint_map`, pose_import --to_layout): names compared in
+# one spelling (RShoulder, LEFT_SHOULDER and right_shoulder alike); a joint a layout lacks can stand for
+# another joint's point. Penn Action's "head" is annotated on the face, nearest the nose of the others.
+JOINT_STAND_INS = {"head": ("nose",)}
+
+
+def canonical_joint_name(name: str) -> str:
+    """'RShoulder' / 'RIGHT_SHOULDER' / 'right_shoulder' -> 'right_shoulder'; 'MidHip' -> 'mid_hip'."""
+    name = re.sub(r"^([RL])(?=[A-Z][a-z])", lambda m: {"R": "Right", "L": "Left"}[m.group(1)], name)
+    name = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name)
+    return name.lower()
+
+
+def joint_map(source, target) -> list:
+    """For each joint of `target`, its index in `source`, both built-in layouts with joint names."""
+    source, target = get_layout(source), get_layout(target)
+    for layout in (source, target):
+        if layout.name not in JOINT_NAMES:
+            raise ValueError(f"layout {layout.name!r} has no joint names; joints map by name between "
+                             f"{sorted(JOINT_NAMES)}")
+    index = {canonical_joint_name(n): i for i, n in enumerate(JOINT_NAMES[source.name])}
+    mapping, missing = [], []
+    for name in map(canonical_joint_name, JOINT_NAMES[target.name]):
+        found = [index[n] for n in (name,) + JOINT_STAND_INS.get(name, ()) if n in index]
+        if found:
+            mapping.append(found[0])
+        else:
+            missing.append(name)
+    if missing:
+        raise ValueError(f"layout {source.name!r} has no joint for {missing} of {target.name!r}")
+    return mapping
+
 
 BUILTIN = {layout.name: layout for layout in (NTU_RGBD, NW_UCLA, COCO_17, OPENPOSE_18, OPENPOSE_25, MEDIAPIPE_33,
                                               PENN_ACTION_13)}

@@ -36,8 +36,9 @@ def read_labels(label_path: str) -> tuple:
     names, labels = [str(n) for n in obj[0]], np.asarray(obj[1])
     if len(names) != len(labels):
         raise DataError(f"label file {label_path}: {len(names)} names but {len(labels)} labels")
-    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0):
-        raise DataError(f"label file {label_path}: labels must be integers >= 0 (found {labels.min()!r})")
+    if labels.size and (labels.dtype.kind not in "iu" or labels.min() < -1):
+        raise DataError(f"label file {label_path}: labels must be integers >= 0, or -1 for an unlabelled sample "
+                        f"(found {labels.min()!r})")
     return names, labels.astype(np.int64)
 
 

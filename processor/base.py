@@ -11,6 +11,7 @@ import resource
 import sys
 import time
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
@@ -197,12 +198,18 @@ class Processor(Checkpoints, Optimisation):
     def log(self, msg: str):
         self.logger.info(msg)
 
-    def make_dataset(self, feeder_key: str):
-        args = dict(self.cfg[f"{feeder_key}_args"])
-        for key in ("data_path", "label_path"):
-            if args.get(key):
-                args[key] = resolve_path(args[key])
-        return instantiate(self.cfg[feeder_key], args, where=f"{feeder_key}_args")
+    def make_dataset(self, feeder_key: str, feeder: str | None = None, labelled: bool = True):
+        """The dataset of config `<feeder_key>` (or the class `feeder`) built with `<feeder_key>_args`. labelled: every
+        sample must carry a label (label -1 marks an unlabelled one, as `pose_import.py --unlabelled` writes)."""
+        args = {k: resolve_path(v) if k in ("data_path", "label_path") and v else v
+                for k, v in self.cfg[f"{feeder_key}_args"].items()}
+        dataset = instantiate(feeder or self.cfg[feeder_key], args, where=f"{feeder_key}_args")
+        unlabelled = int((np.asarray(dataset.label) < 0).sum())
+        if labelled and unlabelled:
+            raise ConfigError(f"{feeder_key}_args: {unlabelled} of the {len(dataset)} samples of "
+                              f"{dataset.label_path} are unlabelled (label -1); this job needs labels (`extract` "
+                              f"embeds unlabelled data)")
+        return dataset
 
     def view_recipe(self, dataset, default: dict | None):
         """The views of the training batches (feeder.views.recipe_for): config `views`, legacy feeder, default."""

@@ -57,13 +57,11 @@ class Extract(Evaluation):
         else:
             if not self.cfg["test_feeder"]:
                 raise ConfigError("extract needs `sequences` (a folder of .npy / .npz sequences) or `test_feeder`")
-            self.test_set = self.make_dataset("test_feeder")
+            self.test_set = self.make_dataset("test_feeder", labelled=False)
         self.train_set = self.test_set  # what Evaluation's checks read; nothing trains
         self.reference_set = None
         if self.cfg["reference_feeder"]:
-            args = {k: resolve_path(v) if k in ("data_path", "label_path") else v
-                    for k, v in self.cfg["reference_feeder_args"].items()}
-            self.reference_set = instantiate(self.cfg["reference_feeder"], args, where="reference_feeder_args")
+            self.reference_set = self.make_dataset("reference_feeder")
         self.layout = self.test_set.layout
         self.log(f"extracting {len(self.test_set)} samples from {self.test_set.data_path}")
 

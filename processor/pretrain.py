@@ -14,11 +14,11 @@ import torch
 from tqdm import tqdm
 
 from feeder.streams import to_stream
-from torchlight.config import ConfigError, resolve_path
+from torchlight.config import ConfigError
 from torchlight.dist import all_reduce_sum
 from torchlight.io import atomic_save
 from feeder.views import check_views
-from torchlight.util import import_class, instantiate
+from torchlight.util import import_class
 
 from .base import Processor
 from .evaluation import extract_features, recalibrate_bn
@@ -45,7 +45,7 @@ class Pretrain(Processor):
     }
 
     def build_data(self):
-        self.train_set = self.make_dataset("train_feeder")
+        self.train_set = self.make_dataset("train_feeder", labelled=False)
         self.train_loader = self.make_loader(self.train_set, self.cfg["batch_size"], train=True)
         method = import_class(self.cfg["model"])
         self.views = self.view_recipe(self.train_set, getattr(method, "default_views", None))
@@ -55,11 +55,9 @@ class Pretrain(Processor):
             feeder = self.cfg["knn_feeder"] or "feeder.ntu_feeder.Feeder_single"
             self.knn_sets = []
             for part in ("train", "test"):
-                args = {k: resolve_path(v) if k in ("data_path", "label_path") else v
-                        for k, v in self.cfg[f"knn_{part}_feeder_args"].items()}
-                if not args:
+                if not self.cfg[f"knn_{part}_feeder_args"]:
                     raise ConfigError(f"config key `knn_{part}_feeder_args` is required with knn_interval > 0")
-                self.knn_sets.append(instantiate(feeder, args, where=f"knn_{part}_feeder_args"))
+                self.knn_sets.append(self.make_dataset(f"knn_{part}_feeder", feeder))
 
     def build_model(self):
         super().build_model()

@@ -165,3 +165,28 @@ def test_extract_needs_weights(nw_ucla_small, tmp_path):
 
     with pytest.raises(ConfigError, match="weights"):
         Extract(extract_config(nw_ucla_small, tmp_path, "")).run()
+
+
+def test_unlabelled_data_is_embedded_but_never_trained_on(nw_ucla_small, trained, tmp_path):
+    """Labels -1 (pose_import.py --unlabelled) pass the reader; extract embeds them with an empty label column,
+    and an evaluation refuses them naming the label file."""
+    from torchlight.errors import ConfigError
+
+    names, labels = pickle.load(open(nw_ucla_small / "val_label.pkl", "rb"))
+    (tmp_path / "new").mkdir()
+    os.symlink(nw_ucla_small / "val_position.npy", tmp_path / "new" / "val_position.npy")
+    with open(tmp_path / "new" / "val_label.pkl", "wb") as f:
+        pickle.dump((names, [-1] * len(names)), f)
+    cfg = extract_config(nw_ucla_small, tmp_path / "out", trained / "linear" / "latest.pt")
+    cfg["test_feeder_args"] = {"data_path": str(tmp_path / "new" / "val_position.npy"),
+                               "label_path": str(tmp_path / "new" / "val_label.pkl")}
+    Extract(cfg).run()
+    with np.load(tmp_path / "out" / "features.npz") as z:
+        assert (z["labels"] == -1).all() and len(z["names"]) == len(names)
+    rows = read_csv(tmp_path / "out" / "predictions.csv")
+    assert len(rows) == len(names) + 1 and all(r[1] == "" for r in rows[1:])
+    linear = eval_config("skeletonclr_linear.yaml", nw_ucla_small, tmp_path / "linear",
+                         trained / "pre" / "latest.pt", num_epoch=1)
+    linear["test_feeder_args"] = cfg["test_feeder_args"]
+    with pytest.raises(ConfigError, match=r"test_feeder_args: .* of .*val_label.pkl are unlabelled"):
+        Evaluation(linear).run()

@@ -787,3 +787,33 @@ def test_imported_penn_action_feeds_an_st_gcn(tmp_path, penn_dir):
                   graph_args={"layout": feeder.layout.name, "strategy": "spatial"}).eval()
     with torch.no_grad():
         assert model(x).shape == (5, 15)
+
+
+def test_to_layout_keeps_the_named_joints(tmp_path):
+    """--to_layout penn-action-13 on a COCO-17 sequence equals importing the 13 joints it names (head = nose)
+    as a Penn Action layout file; a layout without the joints is refused naming them; --unlabelled gives -1."""
+    from feeder.layouts import joint_map
+
+    frames = coco17_people(SITTING)
+    mmpose_video(frames, tmp_path / "sitting.json")
+    picked = joint_map("coco-17", "penn-action-13")
+    assert [JOINT_NAMES["coco-17"][i] for i in picked] == ["nose"] + list(JOINT_NAMES["penn-action-13"][1:])
+    (tmp_path / "sub").mkdir()
+    mmpose_video([people[:, picked] for people in frames], tmp_path / "sub" / "sitting.json")
+    labels = write_csv(tmp_path / "l.csv", [("sitting", 2, "val")])
+    import_poses("mmpose", [str(tmp_path / "sitting.json")], str(tmp_path / "mapped"), labels=labels,
+                 to_layout="penn-action-13", max_persons=1, command="test")
+    import_poses("mmpose", [str(tmp_path / "sub" / "sitting.json")], str(tmp_path / "direct"), labels=labels,
+                 layout="penn-action-13", max_persons=1, command="test")
+    (mapped, manifest), (direct, _) = read_out(tmp_path / "mapped"), read_out(tmp_path / "direct")
+    assert mapped["val"][0].shape == (1, 3, 50, 13, 1) and manifest["layout"]["name"] == "penn-action-13"
+    assert manifest["mapped_from"] == {"layout": "coco-17", "joints": picked}
+    np.testing.assert_array_equal(mapped["val"][0], direct["val"][0])
+    with pytest.raises(InputError, match=r"--to_layout: layout 'coco-17' has no joint for \['neck'"):
+        import_poses("mmpose", [str(tmp_path / "sitting.json")], str(tmp_path / "x"), labels=labels,
+                     to_layout="openpose-18", command="test")
+    assert main(["--format", "mmpose", "--input", str(tmp_path / "sitting.json"), "--split", "val", "--unlabelled",
+                 "--to_layout", "penn-action-13", "--max_persons", "1", "--out_folder", str(tmp_path / "new")]) == 0
+    new, _ = read_out(tmp_path / "new")
+    assert new["val"][1:] == (["sitting"], [-1])
+    np.testing.assert_array_equal(new["val"][0], mapped["val"][0])

@@ -33,7 +33,7 @@ from types import SimpleNamespace
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from feeder.layouts import get_layout, layout_to_dict  # noqa: E402
+from feeder.layouts import get_layout, joint_map, layout_to_dict  # noqa: E402
 from feeder.preprocess import (NORMALIZE_2D, clean_2d, person_gaps_2d, select_persons_2d,  # noqa: E402
                                to_fixed_length_2d, visible_2d)
 from tools.raw.common import InputError, Problems, parallel_map, say  # noqa: E402
@@ -50,11 +50,13 @@ NOTE_GAP = "a person disappears and comes back: the frames between stay missing 
 
 
 def pose2d_sample(sequence, frames: int, max_persons: int, normalize: str, image_size, min_score: float,
-                  channels: int) -> tuple:
-    """(sample (channels, frames, V, max_persons), notes) of one read Sequence2D by the 2-D pipeline."""
+                  channels: int, joints=None) -> tuple:
+    """(sample (channels, frames, V, max_persons), notes) of one read Sequence2D by the 2-D pipeline;
+    `joints` (--to_layout) picks and orders the joints of the target layout."""
     notes = list(sequence.notes)
     size = image_size if image_size is not None else sequence.image_size
-    x = clean_2d(sequence.data, min_score, sequence.frame_names)
+    data = sequence.data if joints is None else sequence.data[:, :, joints]
+    x = clean_2d(data, min_score, sequence.frame_names)
     present = visible_2d(x).any(axis=1)  # (T, P)
     crowded = present.sum(axis=1).max() if sequence.per_frame else present.any(axis=0).sum()
     if crowded > max_persons:
@@ -79,8 +81,10 @@ def convert_one(job) -> tuple:
         return name, None, str(e), []
 
 
-def assign_labels(plan, fmt: str, labels_csv: str | None, split: str | None, problems: Problems) -> list:
-    """The items that have a label and a split (from the CSV, else the format, else --split)."""
+def assign_labels(plan, fmt: str, labels_csv: str | None, split: str | None, problems: Problems,
+                  unlabelled: bool = False) -> list:
+    """The items that have a label and a split (from the CSV, else the format, else --split); with unlabelled,
+    a sequence without a label gets -1 (new data to embed with `extract`)."""
     items = []
     if labels_csv:
         rows, rejected = read_labels(labels_csv, problems)
@@ -97,16 +101,18 @@ def assign_labels(plan, fmt: str, labels_csv: str | None, split: str | None, pro
                 problems.add(it.source, f"no label row for {it.name!r} in {csv_name}")
         plan.classes = None  # the CSV's labels need not follow the format's class names
         return items
-    if plan.items and all(it.label is None for it in plan.items):
-        raise InputError(fmt, "these inputs carry no labels: give --labels CSV (columns name,label,split)")
+    if plan.items and all(it.label is None for it in plan.items) and not unlabelled:
+        raise InputError(fmt, "these inputs carry no labels: give --labels CSV (columns name,label,split), or "
+                         "--unlabelled for data to embed")
     if plan.items and all(it.split is None for it in plan.items) and split is None:
         raise InputError(fmt, "these inputs carry no train / val split: give --split train|val or --labels CSV")
     for it in plan.items:
         it.split = it.split or split
         try:
-            if it.label is None:
+            if it.label is None and not unlabelled:
                 raise ValueError("no label for this sequence (give --labels CSV)")
-            it.label, it.split = parse_label(it.label), parse_split(it.split)
+            it.label = -1 if it.label is None else parse_label(it.label)
+            it.split = parse_split(it.split)
         except ValueError as e:
             problems.add(it.source, str(e), it.split if it.split in SPLITS else None)
             continue
@@ -115,10 +121,11 @@ def assign_labels(plan, fmt: str, labels_csv: str | None, split: str | None, pro
 
 
 def import_poses(fmt: str, inputs, out_folder: str, labels: str | None = None, split: str | None = None,
-                 layout=None, frames: int | None = None, max_persons: int = 2, channels: str = "xys",
+                 layout=None, to_layout=None, frames: int | None = None, max_persons: int = 2, channels: str = "xys",
                  normalize: str = "visible", image_size=None, min_score: float = 0.0, label_json: str | None = None,
                  faithful: bool = False, num_person_in: int = 5, benchmark: str | None = None,
-                 coco_group: str = "file", partial_joints: bool = False, strict: bool = False, workers: int = 1,
+                 coco_group: str = "file", partial_joints: bool = False, unlabelled: bool = False,
+                 strict: bool = False, workers: int = 1,
                  command: str | None = None) -> dict:
     """Read `inputs` in format `fmt` and write the training arrays to out_folder; returns the summary.
 
@@ -151,7 +158,7 @@ def import_poses(fmt: str, inputs, out_folder: str, labels: str | None = None, s
         raise InputError(fmt, f"--faithful reads st-gcn's 18 joints, layout {plan.layout.name!r} has "
                          f"{plan.layout.num_joints}")
     items, first = [], {}
-    for it in assign_labels(plan, fmt, labels, split, problems):
+    for it in assign_labels(plan, fmt, labels, split, problems, unlabelled):
         if it.name in first:
             problems.add(it.source, f"sample name {it.name!r} given twice (also {first[it.name].source})", it.split)
             continue
@@ -161,12 +168,20 @@ def import_poses(fmt: str, inputs, out_folder: str, labels: str | None = None, s
         print_summary(_summary({}, {}, problems, None), problems, out_folder)
         raise InputError(out_folder, "no usable sample; nothing was written")
 
-    layout_ = plan.layout
+    layout_, joints = plan.layout, None
+    if to_layout is not None:
+        if plan.process is not None:
+            raise InputError(fmt, "--to_layout works on the 2-D pipeline, not with --faithful")
+        try:
+            joints = joint_map(layout_, to_layout)
+        except ValueError as e:
+            raise InputError(fmt, f"--to_layout: {e}") from None
+        layout_ = get_layout(to_layout)
     num_channels = len(CHANNELS[channels])
     shape = (num_channels, frames, layout_.num_joints, max_persons)
     image_size = tuple(float(v) for v in image_size) if image_size is not None else None
     settings = {"frames": frames, "max_persons": max_persons, "normalize": normalize, "image_size": image_size,
-                "min_score": min_score, "channels": num_channels}
+                "min_score": min_score, "channels": num_channels, "joints": joints}
     by_name = {it.name: it for it in items}
     splits = {s: sorted(it.name for it in items if it.split == s) for s in SPLITS}
     store = SampleStore(out_folder, splits, shape,
@@ -224,6 +239,8 @@ def import_poses(fmt: str, inputs, out_folder: str, labels: str | None = None, s
             "source": [os.path.abspath(p) for p in inputs],
             "created_by": command,
         }
+        if joints is not None:
+            manifest["mapped_from"] = {"layout": plan.layout.name, "joints": joints}
         manifest.update(plan.description)
         if faithful:
             manifest.pop("resize")
@@ -239,7 +256,7 @@ def _summary(done: dict, notes: dict, problems: Problems, classes) -> dict:
     labels = [lab for d in done.values() for lab in d.values()]
     return {
         "counts": {s: len(done.get(s, {})) for s in SPLITS},
-        "classes": {s: len(set(done.get(s, {}).values())) for s in SPLITS},
+        "classes": {s: len({v for v in done.get(s, {}).values() if v >= 0}) for s in SPLITS},
         "skipped": {s: sum(1 for *_, sp in problems.items if sp == s) for s in SPLITS},
         "num_classes": max(len(classes or ()), max(labels, default=-1) + 1),
         "notes": notes,
@@ -259,6 +276,8 @@ def main(argv=None) -> int:
     parser.add_argument("--layout", default="auto",
                         help="built-in layout or .yaml (default: the format's: openpose / pose detect it, "
                              "kinetics openpose-18, coco / mmpose / pyskl coco-17, penn_action penn-action-13)")
+    parser.add_argument("--to_layout", help="write another built-in layout's joints, found by name (e.g. "
+                             "mediapipe-33 -> penn-action-13, whose head is the nose), to use a model trained on it")
     parser.add_argument("--frames", type=int, default=None, help="frames per sample (default 50; 300 with --faithful)")
     parser.add_argument("--max_persons", type=int, default=2)
     parser.add_argument("--channels", choices=tuple(CHANNELS), default="xys",
@@ -278,6 +297,8 @@ def main(argv=None) -> int:
                         help="coco: one sequence per file (default), per image, or per vid_id")
     parser.add_argument("--partial_joints", action="store_true",
                         help="pose: import a body component with fewer points than the layout, by name")
+    parser.add_argument("--unlabelled", action="store_true",
+                        help="a sequence without a label gets -1: new data for `main.py extract` (training refuses it)")
     parser.add_argument("--strict", action="store_true", help="stop at the first bad input")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
@@ -293,11 +314,12 @@ def main(argv=None) -> int:
     command = shlex.join(["python", "tools/pose_import.py"] + (sys.argv[1:] if argv is None else list(argv)))
     try:
         import_poses(args.format, args.input, args.out_folder, labels=args.labels, split=args.split,
-                     layout=args.layout, frames=args.frames, max_persons=args.max_persons, channels=args.channels,
+                     layout=args.layout, to_layout=args.to_layout, frames=args.frames, max_persons=args.max_persons,
+                     channels=args.channels,
                      normalize=args.normalize, image_size=args.image_size, min_score=args.min_score,
                      label_json=args.label_json, faithful=args.faithful, num_person_in=args.num_person_in,
                      benchmark=args.benchmark, coco_group=args.coco_group, partial_joints=args.partial_joints,
-                     strict=args.strict, workers=args.workers, command=command)
+                     unlabelled=args.unlabelled, strict=args.strict, workers=args.workers, command=command)
     except (InputError, ValueError, OSError) as e:
         say(f"error: {e}")
         if args.strict and isinstance(e, InputError):
