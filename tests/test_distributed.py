@@ -17,6 +17,14 @@ from torchlight.util import instantiate
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
 
+
+
+def failure(out) -> str:
+    """The workers' own errors come first in torchrun's stderr, the launcher's summary last: show both."""
+    err = out.stderr
+    return err if len(err) <= 6000 else err[:4000] + "\n[...]\n" + err[-2000:]
+
+
 GLOBAL_BN_SCRIPT = """
 import sys, numpy as np, torch
 import torch.distributed as dist
@@ -51,7 +59,7 @@ def test_global_batchnorm_and_gather_equal_one_big_batch(tmp_path):
                                               out=str(tmp_path / "rank{}.npz")))
     out = subprocess.run(TORCHRUN + [f"--master_port={free_port()}", str(script)], capture_output=True, text=True,
                          timeout=300)
-    assert out.returncode == 0, out.stderr[:3000]
+    assert out.returncode == 0, failure(out)
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
 
     xt = torch.from_numpy(x).requires_grad_(True)
@@ -103,7 +111,7 @@ def test_two_process_pretraining_equals_one_process(nw_ucla_small, tmp_path):
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(pretrain_config(nw_ucla_small, work, **settings)))
         out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "pretrain_skeletonclr", "--config",
                                          str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.returncode == 0, failure(out)
         runs[name] = work
     assert "world size 2" in (runs["ddp"] / "log.txt").read_text()
     la, lb = (np.array([h["loss"] for h in read_metrics(runs[n] / "metrics.jsonl")]) for n in ("single", "ddp"))
@@ -143,7 +151,7 @@ def test_two_process_linear_evaluation_equals_one_process(nw_ucla_small, tmp_pat
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
         out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "linear_evaluation", "--config",
                                          str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.returncode == 0, failure(out)
         runs[name] = read_metrics(work / "metrics.jsonl")
     for a, b in zip(runs["single"], runs["ddp"]):
         assert abs(a["loss"] - b["loss"]) <= 1e-5 * max(1.0, abs(a["loss"])), (a, b)
@@ -174,7 +182,7 @@ def test_two_process_hysp_pretraining_equals_one_process(nw_ucla_small, tmp_path
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
         out = subprocess.run(launcher + [os.path.join(REPO_ROOT, "main.py"), "pretrain_hysp", "--config",
                                          str(tmp_path / f"{name}.yaml")], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.returncode == 0, failure(out)
         runs[name] = work
     assert "world size 2" in (runs["ddp"] / "log.txt").read_text()
     ha, hb = (read_metrics(runs[n] / "metrics.jsonl")[-1] for n in ("single", "ddp"))
