@@ -32,8 +32,7 @@ from .optim import Optimisation, RiemannianSGD, clip_per_tensor
 __all__ = ["Processor", "BASE_DEFAULTS", "ALIASES", "RUNTIME_KEYS", "TrainingError", "RiemannianSGD",
            "clip_per_tensor", "peak_rss_mb"]  # the last names: imported from here by older code
 
-# Keys every processor understands. Lineage keys keep their meaning (spec §8); a few are accepted
-# only so old YAMLs load (device, use_gpu, debug, pavi_log, print_log, save_log).
+# Keys every processor understands. Lineage keys keep their meaning (spec §8).
 BASE_DEFAULTS = {
     "work_dir": "./work_dir/tmp",
     "config": None,
@@ -41,7 +40,6 @@ BASE_DEFAULTS = {
     "seed": 0,
     "deterministic": False,
     "use_gpu": True,
-    "device": [0],
     "amp": "off",
     "compile": False,
     "sync_bn": False,
@@ -87,10 +85,14 @@ BASE_DEFAULTS = {
     "tensorboard": True,
     "wandb": {"enable": False, "project": "skelssl", "name": None, "group": None, "entity": None,
               "mode": "offline"},
-    "debug": False,
-    "pavi_log": False,
-    "print_log": True,
-    "save_log": True,
+}
+# Keys of the lineage's YAMLs that nothing here reads: an old file still loads, and the log says what to do instead.
+UNREAD_LEGACY_KEYS = {
+    "device": "GPUs are the visible ones (CUDA_VISIBLE_DEVICES), one process each under torchrun",
+    "debug": "nothing here reads it; a short run is `--num_epoch 1`",
+    "pavi_log": "PAVI is not supported; see `tensorboard` and `wandb`",
+    "print_log": "rank 0 always prints the log",
+    "save_log": "rank 0 always writes work_dir/log.txt",
 }
 ALIASES = {"view": "stream"}  # CrosSCLR-lineage processors call the stream `view`
 
@@ -109,6 +111,8 @@ class Processor(Checkpoints, Optimisation):
 
     def __init__(self, cfg: dict, name: str = "processor", command: str = ""):
         self.name = name
+        self.unread = {k: cfg[k] for k in UNREAD_LEGACY_KEYS if k in cfg}
+        cfg = {k: v for k, v in cfg.items() if k not in self.unread}
         self.cfg = cfg = validate(cfg, self.defaults(), ALIASES, source=cfg.get("config") or "config")
         self._check_choices()
         use_cuda = cfg["use_gpu"] and torch.cuda.is_available()
@@ -163,6 +167,8 @@ class Processor(Checkpoints, Optimisation):
             atomic_write_text(os.path.join(self.work_dir, "config.yaml"),
                               f"# command line: {command}\n" + dump(cfg))
         self.log(f"{name}: config\n{dump(cfg)}")
+        for key, value in self.unread.items():
+            self.log(f"warning: config key `{key}: {value}` is a lineage key that is not read: {UNREAD_LEGACY_KEYS[key]}")
         if getattr(self, "_stale", None):
             self.log(f"removed {len(self._stale)} unfinished temp file(s) of a killed run: {', '.join(self._stale)}")
         self.log(f"device {self.device}, world size {self.world_size}, amp {cfg['amp']}, "

@@ -247,6 +247,17 @@ def test_unknown_model_arg_names_the_closest(nw_ucla_small, tmp_path):
         Pretrain(cfg, name="pretrain_skeletonclr")
 
 
+def test_unread_lineage_keys_load_with_a_warning(pretrained, nw_ucla_small, tmp_path):
+    """An old YAML's device / print_log / pavi_log still loads; the log names each as not read (and why)."""
+    cfg = eval_config("skeletonclr_knn.yaml", nw_ucla_small, tmp_path, pretrained / "latest.pt", device=[0, 1, 2, 3],
+                      print_log=False, pavi_log=True)
+    KNN(cfg, name="knn").run()
+    log = (tmp_path / "log.txt").read_text()
+    assert "warning: config key `device: [0, 1, 2, 3]` is a lineage key that is not read: GPUs are the visible" in log
+    assert "`print_log: False` is a lineage key that is not read" in log and "`pavi_log: True`" in log
+    assert "device:" not in (tmp_path / "config.yaml").read_text()  # the saved config holds what is read
+
+
 def test_any_users_data_with_a_custom_layout_trains_end_to_end(tmp_path):
     """The path a user with their own skeletons walks: a layout YAML, tools/gendata_custom.py, then
     pretraining and kNN through the CLI config system, with the layout rebuilt from the manifest."""
