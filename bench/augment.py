@@ -18,6 +18,7 @@ import subprocess
 import time
 
 import numpy as np
+from torchlight.hardware import host_summary  # noqa: E402
 
 SHEAR, PADDING = 0.5, 6
 
@@ -133,6 +134,7 @@ def main():
           f"{args.repeats} repeats, CPU")
     base = rows[0][1]["samples_per_s"]
     header = f"{'variant':<30} {'samples/s':>10} {'ms/batch':>9} {'peak MB':>8} {'speed-up':>9}"
+    print(f"host: {host_summary()}")
     print(header)
     print("-" * len(header))
     for label, r in rows:

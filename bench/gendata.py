@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from tools.raw import ntu  # noqa: E402
 from tools import ntu_gendata  # noqa: E402
+from torchlight.hardware import host_summary  # noqa: E402
 
 SOURCES = [os.path.join(REPO_ROOT, "..", "shared", "data", "ntu_rgbd_sample"),
            os.path.join(REPO_ROOT, "tests", "data", "ntu_rgbd")]
@@ -81,6 +82,7 @@ def main():
         os.makedirs(tree)
         names, distinct = make_tree(tree, args.files)
         paths = [os.path.join(tree, n + ".skeleton") for n in names]
+        print(f"host: {host_summary()}")
         print(f"{len(paths)} files (copies of {distinct} genuine NTU files), {os.cpu_count()} CPUs")
         for p in paths[:6]:  # the two readers agree
             np.testing.assert_array_equal(line_by_line(p), ntu.lineage_xyz(ntu.read_skeleton(p, ntu.XYZ)))

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from torchlight.hardware import host_summary  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,6 +91,7 @@ def main():
             continue
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     ref = next((r for r in rows if "skeletonclr" in r["config"]), None)
+    print(f"host: {host_summary()}")
     print(f"{'config':<45} {'model':<28} {'samples/s':>10} {'s/step':>8} {'vs SkeletonCLR':>15} {'peak MB':>8}")
     for r in rows:
         rel = f"{r['samples_per_s'] / ref['samples_per_s']:.2f}x" if ref else "-"

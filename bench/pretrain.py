@@ -23,6 +23,7 @@ from torch import nn
 from feeder import augment  # noqa: E402
 from net import st_gcn  # noqa: E402
 from net.skeletonclr import SkeletonCLR  # noqa: E402
+from torchlight.hardware import host_summary  # noqa: E402
 
 
 class EinsumGraphConv(st_gcn.GraphConv):
@@ -120,6 +121,7 @@ def main():
             fn()
             times[name].append(time.perf_counter() - t0)
             peaks[name] = max(peaks[name], peak_rss_mb())
+    print(f"host: {host_summary()}")
     print(f"SkeletonCLR step, batch {args.batch}, {args.frames} frames, {args.joints} joints, {args.persons} "
           f"persons, {args.threads} threads, torch {torch.__version__}")
     print(f"{'variant':<16} {'samples/s':>10} {'s/step':>8} {'peak RSS MB':>12}  note")

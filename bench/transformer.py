@@ -25,6 +25,7 @@ from feeder import augment  # noqa: E402
 from net import mamp as mamp_module  # noqa: E402
 from net.mamp import MAMP  # noqa: E402
 from net.stars import STARS  # noqa: E402
+from torchlight.hardware import host_summary  # noqa: E402
 
 
 def set_attention(model, fused: bool):
@@ -71,6 +72,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     kinds = [args.only] if args.only else ["mamp", "stars"]
+    print(f"host: {host_summary()}")
     print(f"batch {args.batch}, 120 frames, 25 joints, 2 persons, {args.threads} threads, torch {torch.__version__}")
     print(f"{'step':<6} {'variant':<9} {'samples/s':>10} {'s/step':>8} {'peak RSS MB':>12}")
     for kind in kinds:

@@ -21,6 +21,7 @@ from feeder.views import recipe_for
 from torchlight import dist
 from torchlight.config import dump, resolve_path, validate
 from torchlight.errors import ConfigError, TrainingError
+from torchlight.hardware import bf16_advice, host_summary
 from torchlight.io import WorkDirLock, atomic_write_text, load_weights, remove_stale_temp_files
 from torchlight.log import Logger
 from torchlight.seed import WorkerInit, seed_everything
@@ -173,7 +174,11 @@ class Processor(Checkpoints, Optimisation):
             self.log(f"removed {len(self._stale)} unfinished temp file(s) of a killed run: {', '.join(self._stale)}")
         self.log(f"device {self.device}, world size {self.world_size}, amp {cfg['amp']}, "
                  f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.3f} M parameters "
-                 f"({sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6:.3f} M trainable)")
+                 f"({sum(p.numel() for p in self.model.parameters() if p.requires_grad) / 1e6:.3f} M trainable); "
+                 f"{host_summary(self.device)}")
+        advice = bf16_advice(self.device, cfg["amp"])
+        if advice:
+            self.log(f"warning: {advice}")
 
     # --- set-up -------------------------------------------------------------------------------------
     def _check_work_dir(self):
