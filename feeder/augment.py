@@ -58,9 +58,9 @@ def sample_gaussian_blur_params(n, sigma_range=(0.1, 2.0), generator=None, devic
     return lo + (hi - lo) * torch.rand(n, generator=generator, device=device, dtype=dtype)
 
 
-def sample_axis_mask_params(n, generator=None, device=None):
-    """(n,) long coordinate index in {0, 1, 2} to zero."""
-    return torch.randint(0, 3, (n,), generator=generator, device=device)
+def sample_axis_mask_params(n, generator=None, device=None, coords=3):
+    """(n,) long coordinate index in {0, ..., coords - 1} to zero (x, y, z; x, y for 2-D data)."""
+    return torch.randint(0, coords, (n,), generator=generator, device=device)
 
 
 def _on_samples(x, apply, fn):
@@ -199,13 +199,13 @@ def gaussian_blur(x, sigma_range=(0.1, 2.0), kernel_size=15, p=0.5, normalize=Fa
 
 
 def axis_mask(x, p=0.5, generator=None, axis=None, apply=None):
-    """With probability p, zero one coordinate channel chosen uniformly among x, y, z
-    (AimCLR feeder/tools.py axis_mask)."""
+    """With probability p, zero one coordinate channel chosen uniformly among the C channels of x: x, y, z
+    (AimCLR feeder/tools.py axis_mask), or x, y of 2-D data."""
     n, c = x.shape[:2]
     if apply is None:
         apply = sample_apply(n, p, generator, x.device)
     if axis is None:
-        axis = sample_axis_mask_params(n, generator, x.device)
+        axis = sample_axis_mask_params(n, generator, x.device, coords=c)
     index = apply.nonzero().squeeze(1)
     channels = index * c + axis.index_select(0, index)
     return x.flatten(2).flatten(0, 1).index_fill(0, channels, 0).view(x.shape)

@@ -75,3 +75,20 @@ def test_2d_options_need_coords_2():
         make_recipe({"recipe": "normal_pair", "scale": [0.9, 1.1]})
     with pytest.raises(ConfigError, match="coords"):
         make_recipe({"recipe": "normal_pair", "coords": 4})
+
+
+def test_the_axis_mask_of_2d_data_zeroes_x_or_y_of_the_chosen_sample_only():
+    """AimCLR's axis mask draws among the channels it is given: x or y for 2-D data (drawing among x, y, z
+    there zeroed the next sample's x, or indexed past the batch)."""
+    x, _ = pose_batch(n=64)
+    xy = x[:, :2] + 1.0  # no zeros of its own
+    for seed in range(5):
+        apply = torch.ones(64, dtype=torch.bool)
+        out = augment.axis_mask(xy, generator=torch.Generator().manual_seed(seed), apply=apply)
+        zeroed = (out == 0).flatten(2).all(-1)  # (n, 2): channel entirely zero
+        assert torch.equal(zeroed.sum(1), torch.ones(64, dtype=torch.long)), seed
+        torch.testing.assert_close(out[~zeroed], xy[~zeroed], rtol=0, atol=0)
+        assert zeroed[:, 0].any() and zeroed[:, 1].any()
+    views = make_recipe({"recipe": "extreme_normal_pair", "coords": 2, "aug_method": "5"}, PENN)(
+        x, torch.Generator().manual_seed(0))
+    assert torch.isfinite(views["extreme"]).all()
