@@ -73,3 +73,17 @@ def test_curves_of_a_real_run_and_tsne(nw_ucla_small, tmp_path):
     assert not_blank(np.asarray(Image.open(tmp_path / "tsne.png")))
     with pytest.raises(SystemExit, match="metrics.jsonl"):
         visualize.read_metrics(str(tmp_path / "nothing"))
+
+
+def test_the_curves_draw_the_random_init_level_the_monitor_logged(tmp_path):
+    """The kNN monitor logs accuracy and its gap to the random init; the plot recovers the random-init
+    level from them (a dashed line), and pos_top1 (a fraction) is drawn as a percentage."""
+    from torchlight.plots import plot_curves, random_init_level
+
+    records = [{"epoch": e, "loss": 4.0 - e / 10, "lr": 0.1, "pos_top1": 0.5,
+                "knn_top1_k1": 50.0 + e, "knn_gap_k1": -15.0 + e} for e in (5, 10)]
+    assert random_init_level(records, "knn_top1_k1") == 65.0
+    assert random_init_level(records, "pos_top1") is None and random_init_level([{"epoch": 1}], "knn_top1_k1") is None
+    plot_curves([records], str(tmp_path / "c.png"), ["run"])
+    img = np.asarray(Image.open(tmp_path / "c.png"))
+    assert not_blank(img)

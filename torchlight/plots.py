@@ -34,6 +34,15 @@ CURVE_PANELS = (("loss", lambda k: k == "loss" or k.startswith("loss_")),
                 ("accuracy (%)", lambda k: k.endswith("top1") or k.startswith("knn_top1") or k.endswith("top5")))
 
 
+def random_init_level(records: list, key: str):
+    """The random-init encoder's value of a kNN monitor key (accuracy - its logged gap), or None."""
+    gap = key.replace("top1", "gap")
+    for r in records:
+        if key in r and gap in r and key != gap:
+            return r[key] - r[gap]
+    return None
+
+
 def plot_curves(runs: list, path: str, labels: list):
     """One panel per quantity (loss terms, lr, accuracies / kNN monitor) over epochs, a line per run;
     runs: lists of metrics records."""
@@ -45,8 +54,12 @@ def plot_curves(runs: list, path: str, labels: list):
         for recs, label in zip(runs, labels):
             keys = sorted({k for r in recs for k in r if keep(k)})
             for k in keys:
-                pts = [(r["epoch"], r[k]) for r in recs if k in r]
-                ax.plot(*zip(*pts), "-o" if len(pts) < 30 else "-", ms=2, label=f"{label}: {k}")
+                scale = 100.0 if k == "pos_top1" else 1.0  # the methods log it as a fraction
+                pts = [(r["epoch"], r[k] * scale) for r in recs if k in r]
+                line, = ax.plot(*zip(*pts), "-o" if len(pts) < 30 else "-", ms=2, label=f"{label}: {k}")
+                baseline = random_init_level(recs, k)
+                if baseline is not None:  # what pretraining has to beat, as the kNN monitor measured it
+                    ax.axhline(baseline, ls="--", lw=1, color=line.get_color(), label=f"{label}: {k}, random init")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
