@@ -33,9 +33,10 @@ from torchlight.io import atomic_write, atomic_write_text
 from torchlight.util import instantiate
 
 from .evaluation import Evaluation
+from .knn import ReadOnly
 
 
-class Extract(Evaluation):
+class Extract(ReadOnly, Evaluation):
     description = "features (and predictions, nearest neighbours) of a trained encoder on a split or new sequences"
     DEFAULTS = {
         "num_epoch": 0, "sequences": None, "sequences_pipeline": "lineage", "sequences_frames": 50,
@@ -85,12 +86,6 @@ class Extract(Evaluation):
                 matches_prefix(h, p) or matches_prefix(p, h) for h in heads)]
         super().load_pretrained(path)
         self.has_head = fits
-
-    def _find_resume(self):
-        return None  # nothing trains, nothing to resume
-
-    def build_optimizer(self):
-        self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)  # nothing trains
 
     def wrap_model(self):
         self.cached = False

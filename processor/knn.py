@@ -45,15 +45,19 @@ def knn_accuracies(bank, bank_labels, query, query_labels, ks, num_classes: int,
     return out
 
 
-class KNN(Evaluation):
-    description = "kNN evaluation of frozen encoder features (k list, cosine, optional exp weighting)"
-    DEFAULTS = {"knn_k": [1, 20], "knn_t": 0.1, "knn_weighting": "exp", "num_epoch": 0}
+class ReadOnly:
+    """For jobs that only read an encoder (knn, extract): nothing trains, so nothing resumes."""
 
     def _find_resume(self):
-        return None  # nothing trains, nothing to resume
+        return None
 
     def build_optimizer(self):
-        self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)  # nothing trains
+        self.optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)  # the loop's contract
+
+
+class KNN(ReadOnly, Evaluation):
+    description = "kNN evaluation of frozen encoder features (k list, cosine, optional exp weighting)"
+    DEFAULTS = {"knn_k": [1, 20], "knn_t": 0.1, "knn_weighting": "exp", "num_epoch": 0}
 
     def wrap_model(self):
         self.cached = False

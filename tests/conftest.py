@@ -34,25 +34,29 @@ def golden_dir():
     return GOLDEN
 
 
-@pytest.fixture(scope="session")
-def nw_ucla_small(nw_ucla_frame50, tmp_path_factory):
-    """A small real subset of NW-UCLA (the first 5 / 3 sequences of every class: 50 train / 30 val)
-    in the lineage format, so end-to-end tests of the processors run in seconds."""
+def nw_ucla_subset(frame50, out, per_class: dict):
+    """The first `per_class[part]` sequences of every NW-UCLA class of each part, in the lineage format."""
     import pickle
 
     import numpy as np
 
-    out = tmp_path_factory.mktemp("nw_ucla_small")
-    for part, per_class in (("train", 5), ("val", 3)):
-        x = np.load(nw_ucla_frame50 / f"{part}_position.npy", mmap_mode="r")
-        with open(nw_ucla_frame50 / f"{part}_label.pkl", "rb") as f:
+    for part, n in per_class.items():
+        x = np.load(frame50 / f"{part}_position.npy", mmap_mode="r")
+        with open(frame50 / f"{part}_label.pkl", "rb") as f:
             names, labels = pickle.load(f)
         labels = np.asarray(labels)
-        idx = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)]))
+        idx = np.sort(np.concatenate([np.flatnonzero(labels == c)[:n] for c in range(10)]))
         np.save(out / f"{part}_position.npy", np.asarray(x[idx]))
         with open(out / f"{part}_label.pkl", "wb") as f:
             pickle.dump(([names[i] for i in idx], [int(labels[i]) for i in idx]), f)
     return out
+
+
+@pytest.fixture(scope="session")
+def nw_ucla_small(nw_ucla_frame50, tmp_path_factory):
+    """A small real subset of NW-UCLA (the first 5 / 3 sequences of every class: 50 train / 30 val)
+    in the lineage format, so end-to-end tests of the processors run in seconds."""
+    return nw_ucla_subset(nw_ucla_frame50, tmp_path_factory.mktemp("nw_ucla_small"), {"train": 5, "val": 3})
 
 
 NTU_SIX = ("S001C001P001R001A001", "S001C001P001R001A011", "S001C003P008R002A058", "S002C001P003R001A003",

@@ -2,12 +2,10 @@
 every later epoch against it, and warns when pretraining leaves the encoder below it (a real run on 200
 NW-UCLA sequences whose optimizer shrinks the encoder to nothing)."""
 import json
-import pickle
 
-import numpy as np
 import pytest
 
-from conftest import demo_config
+from conftest import demo_config, nw_ucla_subset
 from processor.knn import KNN
 from processor.pretrain import Pretrain
 
@@ -17,17 +15,7 @@ TINY = {"hidden_channels": 8, "hidden_dim": 32, "feature_dim": 16, "queue_size":
 @pytest.fixture(scope="module")
 def nw_ucla_200(nw_ucla_frame50, tmp_path_factory):
     """20 training and 10 test sequences of every NW-UCLA class (200 / 100), real data."""
-    out = tmp_path_factory.mktemp("nw_ucla_200")
-    for part, per_class in (("train", 20), ("val", 10)):
-        x = np.load(nw_ucla_frame50 / f"{part}_position.npy", mmap_mode="r")
-        with open(nw_ucla_frame50 / f"{part}_label.pkl", "rb") as f:
-            names, labels = pickle.load(f)
-        labels = np.asarray(labels)
-        idx = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)]))
-        np.save(out / f"{part}_position.npy", np.asarray(x[idx]))
-        with open(out / f"{part}_label.pkl", "wb") as f:
-            pickle.dump(([names[i] for i in idx], [int(labels[i]) for i in idx]), f)
-    return out
+    return nw_ucla_subset(nw_ucla_frame50, tmp_path_factory.mktemp("nw_ucla_200"), {"train": 20, "val": 10})
 
 
 def split(data, part):
