@@ -4,8 +4,11 @@ there, is it finite, does it agree with the CPU, how fast, how much memory.
     python bench/device_check.py [--device cuda] [--steps 4] [--batch 32] [--out device_check.json]
                                  [--configs config/demo/skeletonclr_pretrain.yaml ...] [--ddp 2]
 
-Each config (default: every method's demo pretraining on the bundled NW-UCLA data, `bash run.sh demo_data`
-first, then the SkeletonCLR linear and fine-tune probes) is built by its processor as `main.py` builds it, once
+Each config (default: every method's demo pretraining on the bundled NW-UCLA data, then the SkeletonCLR
+linear and fine-tune probes and STARS' semi-supervised fine-tuning; prepare the data first with
+`python tools/nw_ucla_gendata.py frames --src data/nw_ucla/nw_ucla_skeletons.npz --out_folder data/nw_ucla/frame50`
+and `python tools/nw_ucla_gendata.py raw --out_folder data/nw_ucla/raw`; configs whose data is absent are
+skipped and listed) is built by its processor as `main.py` builds it, once
 per variant: fp32, bf16 and fp16 autocast, the encoder without channels-last (`nchw`), and `compile`; on a
 CPU only fp32, bf16 and nchw (`--variants` picks). Per variant it checks
   - placement: after the steps every parameter, buffer and optimiser state and the loss live on the device
@@ -42,14 +45,28 @@ from torchlight.hardware import host_summary
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = {"fp32": 1e-3, "nchw": 1e-3, "compile": 1e-3, "bf16": 5e-2, "fp16": 5e-2}
 VARIANTS = {"cuda": ("fp32", "bf16", "fp16", "nchw", "compile"), "cpu": ("fp32", "bf16", "nchw")}
-EVALUATIONS = ("config/demo/skeletonclr_linear.yaml", "config/demo/skeletonclr_finetune.yaml")
+# the evaluation steps: a config, or config@processor where one config serves two protocols
+EVALUATIONS = ("config/demo/skeletonclr_linear.yaml", "config/demo/skeletonclr_linear.yaml@finetune_evaluation",
+               "config/demo/stars_semi.yaml@finetune_evaluation")
+
+
+def data_present(config: str) -> bool:
+    """Whether the config's training data exists (Penn Action's, for one, is not bundled)."""
+    from torchlight.config import load_yaml
+
+    path = os.path.join(REPO_ROOT, config.split("@")[0])
+    data = (load_yaml(path).get("train_feeder_args") or {}).get("data_path")
+    return not data or os.path.exists(os.path.join(REPO_ROOT, data))
 
 
 def default_configs() -> list:
     pretrain = sorted(glob.glob(os.path.join(REPO_ROOT, "config", "demo", "*pretrain*.yaml"))
                       + glob.glob(os.path.join(REPO_ROOT, "config", "demo", "*clrtuning*.yaml")))
-    evals = [os.path.join(REPO_ROOT, c) for c in EVALUATIONS if os.path.isfile(os.path.join(REPO_ROOT, c))]
-    return [os.path.relpath(p, REPO_ROOT) for p in pretrain + evals]
+    found = [os.path.relpath(p, REPO_ROOT) for p in pretrain] + list(EVALUATIONS)
+    missing = [c for c in found if not data_present(c)]
+    if missing:
+        print(f"skipped (training data not prepared; `bash run.sh demo` prepares NW-UCLA's): {', '.join(missing)}")
+    return [c for c in found if c not in missing]
 
 
 def build(config: str, device: str, variant: str, batch: int):
@@ -57,11 +74,12 @@ def build(config: str, device: str, variant: str, batch: int):
     from processor import get_processor
     from torchlight.config import load_yaml
 
+    config, _, name = config.partition("@")
     path = config if os.path.isabs(config) else os.path.join(REPO_ROOT, config)
     with open(path) as f:
         header = f.read(600)
-    name = header.split("python main.py ", 1)[1].split()[0] if "python main.py " in header else (
-        "linear_evaluation" if "linear" in os.path.basename(path) else "pretrain")
+    name = name or (header.split("python main.py ", 1)[1].split()[0] if "python main.py " in header else (
+        "linear_evaluation" if "linear" in os.path.basename(path) else "pretrain"))
     cls, implied = get_processor(name)
     cfg = {**implied, **load_yaml(path)}
     cfg.update(config=path, work_dir=tempfile.mkdtemp(prefix="device_check_"), progress=False, tensorboard=False,
@@ -118,7 +136,8 @@ def placement_errors(proc, loss) -> list:
     return bad[:5]
 
 
-def check(config: str, device: str, variant: str, batch: int, steps: int, data, reference, reference_state) -> dict:
+def check(config: str, device: str, variant: str, batch: int, steps: int, data, probe, reference,
+          reference_state) -> dict:
     """One variant of one config: placement, agreement with the CPU reference, finiteness, speed, memory."""
     row = {"config": config, "variant": variant, "device": device, "ok": False}
     try:
@@ -126,7 +145,7 @@ def check(config: str, device: str, variant: str, batch: int, steps: int, data, 
         row["model"] = proc.cfg["model"]
         proc.module.load_state_dict(reference_state)
         x, y, index = data
-        feats = features(proc, x.to(proc.device))
+        feats = features(proc, probe.to(proc.device))
         row["feature_rel_err"] = float((feats - reference).abs().max() / reference.abs().max().clamp_min(1e-12))
         sync = torch.cuda.synchronize if proc.device.type == "cuda" else (lambda: None)
         if proc.device.type == "cuda":
@@ -161,13 +180,22 @@ def run_config(config: str, device: str, variants, batch: int, steps: int):
     """The CPU fp32 build gives the reference: its initial weights, one batch and that batch's features;
     every variant starts from those weights and steps on that batch."""
     with contextlib.redirect_stdout(io.StringIO()):  # the processors' config logs: only the table is printed
-        ref = build(config, "cpu", "fp32", batch)
-        data = next(iter(ref.train_loader))
-        state = {k: v.clone() for k, v in ref.module.state_dict().items()}
-        reference = features(ref, data[0])
-        del ref
+        try:
+            ref = build(config, "cpu", "fp32", batch)
+            data = next(iter(ref.train_loader))
+            state = {k: v.clone() for k, v in ref.module.state_dict().items()}
+            probe = data[0]
+            if getattr(ref, "views", None) is not None and ref.views.augments:  # what the model sees (a crop)
+                probe = ref.views(probe, torch.Generator().manual_seed(0))[ref.views.names[0]]
+            reference = features(ref, probe)
+            del ref
+        except Exception as e:  # the config cannot even run on the CPU: every variant of it fails, the check goes on
+            reference, failure = None, f"the CPU reference failed: {type(e).__name__}: {e}"[:500]
         for variant in variants:
-            row = check(config, device, variant, batch, steps, data, reference, state)
+            if reference is None:
+                row = {"config": config, "variant": variant, "device": device, "ok": False, "problems": [failure]}
+            else:
+                row = check(config, device, variant, batch, steps, data, probe, reference, state)
             with contextlib.redirect_stdout(sys.__stdout__):
                 show(row)
             yield row

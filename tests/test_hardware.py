@@ -73,3 +73,14 @@ def test_device_check_fails_a_variant_that_diverges(nw_ucla_small, tmp_path):
     (row,) = result["rows"]
     assert not row["ok"] and any("non-finite" in p for p in row["problems"]), row
     assert "FAIL" in proc.stdout
+
+
+def test_device_check_reports_a_config_that_cannot_run_and_goes_on(nw_ucla_small, tmp_path):
+    broken = tiny_config(nw_ucla_small, tmp_path, name="broken.yaml",
+                         train_feeder_args={"data_path": str(tmp_path / "absent.npy")})
+    good = tiny_config(nw_ucla_small, tmp_path)
+    proc, result = run_check(tmp_path, "--configs", broken, good, "--variants", "fp32")
+    assert proc.returncode == 1
+    first, second = result["rows"]
+    assert not first["ok"] and "the CPU reference failed" in first["problems"][0] and "absent.npy" in first["problems"][0]
+    assert second["ok"] and second["config"] == good
