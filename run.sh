@@ -30,8 +30,8 @@
 #   hysp_ntu60   NTU60 x-view, the HYSP seed commands: joint, motion and bone pretraining (600 epochs each),
 #                linear evaluation of each (fp16), the 3-stream ensemble. Needs data/ntu60_frame50/xview/.
 #   penn_action  Penn Action 2-D poses (13 joints, 15 actions; not bundled: PENN_ACTION=<Penn_Action>/labels,
-#                default ../shared/data/penn_action/labels): import, SkeletonCLR pretraining (30 epochs, about
-#                10 min on 2 cores), linear evaluation and kNN, and the same for 3 random-init encoders.
+#                default ../shared/data/penn_action/labels): import, SkeletonCLR pretraining (100 epochs, about
+#                35 min on 2 cores), linear evaluation and kNN, and the same for 3 random-init encoders.
 #   asar_ntu60   NTU60 x-view, the ASAR seed commands: pretraining (300 epochs, active sampling from
 #                epoch 151), linear probe (ASAR publishes no number). Needs data/ntu60_frame50/xview/.
 # Other streams / benchmarks: the configs under config/ntu60 and config/ntu120 (each YAML's first
