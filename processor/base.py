@@ -275,7 +275,8 @@ class Processor(Checkpoints, Optimisation):
     def allowed_missing(self) -> list:
         return []
 
-    def load_pretrained(self, path: str):
+    def load_pretrained(self, path: str, state: dict | None = None):
+        """`weights` into the model (state: the file's state_dict when a subclass has read it already)."""
         if self.cfg["trust_checkpoint"]:
             self.log(f"warning: trust_checkpoint is on: {path} may be loaded with a full pickle, which runs any code "
                      f"the file names. Only for files you trust; `tools/convert_checkpoint.py` makes a safe copy")
@@ -283,7 +284,8 @@ class Processor(Checkpoints, Optimisation):
         if isinstance(rename, list):  # lineage form ['old.new'] is ActCLR's copy rule, not a rename
             raise ConfigError("`rename_weights` takes a mapping {old_prefix: new_prefix}")
         self.weights_report = load_weights(self.model, path, ignore=self.cfg["ignore_weights"], rename=rename,
-                                           allow_missing=self.allowed_missing(), trust=self.cfg["trust_checkpoint"])
+                                           allow_missing=self.allowed_missing(), trust=self.cfg["trust_checkpoint"],
+                                           state=state)
         self.log(self.weights_report.summary())
 
     def wrap_model(self):

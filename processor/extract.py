@@ -84,7 +84,7 @@ class Extract(ReadOnly, Evaluation):
         if fits:
             self.cfg["ignore_weights"] = [p for p in self.cfg["ignore_weights"] if not any(
                 matches_prefix(h, p) or matches_prefix(p, h) for h in heads)]
-        super().load_pretrained(path)
+        super().load_pretrained(path, state)  # the file is read once
         self.has_head = fits
 
     def wrap_model(self):

@@ -212,6 +212,19 @@ def test_load_weights_strict_success(tmp_path):
     assert "tensors loaded" in report.summary()
 
 
+def test_load_weights_uses_a_state_the_caller_has_read_without_reading_the_file_again(tmp_path):
+    torch.manual_seed(0)
+    src = Classifier()
+    save_model(src, tmp_path / "w.pt", wrap="model")
+    state = extract_state_dict(load_checkpoint(str(tmp_path / "w.pt")), "w.pt")
+    os.remove(tmp_path / "w.pt")  # the file is not opened a second time
+    dst = Classifier()
+    report = load_weights(dst, str(tmp_path / "w.pt"), state=state)
+    assert sorted(report.loaded) == sorted(state)
+    for k, v in dst.state_dict().items():
+        assert torch.equal(v, state[k])
+
+
 def test_load_weights_ignore_prefix_boundaries(tmp_path):
     torch.manual_seed(0)
     src = MoCoLike()

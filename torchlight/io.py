@@ -289,7 +289,7 @@ class LoadReport:
 
 
 def load_weights(model: torch.nn.Module, path: str, ignore=(), rename=None, allow_missing=(),
-                 trust: bool = False) -> LoadReport:
+                 trust: bool = False, state: dict | None = None) -> LoadReport:
     """Strictly load `path` into `model`.
 
     ignore: key prefixes dropped from the file before loading (lineage `ignore_weights`).
@@ -298,8 +298,10 @@ def load_weights(model: torch.nn.Module, path: str, ignore=(), rename=None, allo
     Anything else missing, unexpected or of the wrong shape raises CheckpointError; a 1x1-conv
     head and a linear head convert into each other (the ActCLR checkpoints use a conv head).
     trust: load a file that needs a full pickle (see load_checkpoint).
+    state: the file's state_dict when the caller has read it already (it is not read again).
     """
-    state = extract_state_dict(load_checkpoint(path, trust=trust), path)
+    if state is None:
+        state = extract_state_dict(load_checkpoint(path, trust=trust), path)
     report = LoadReport(path)
     renamed = {}
     for key, value in state.items():
