@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from torchlight.hardware import host_summary  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,18 +28,10 @@ def measure(config: str, batch: int, steps: int, epoch: int = 0) -> dict:
 
     import torch
 
-    from processor import get_processor
-    from torchlight.config import load_yaml
+    from device_check import build  # the config's processor as main.py builds it, quiet, in a temp work_dir
 
-    with open(os.path.join(REPO_ROOT, config)) as f:
-        header = f.read(400)
-    name = header.split("python main.py ", 1)[1].split()[0] if "python main.py " in header else "pretrain"
-    cls, implied = get_processor(name)
-    work = tempfile.mkdtemp(prefix="bench_methods_")
-    cfg = {**implied, **load_yaml(os.path.join(REPO_ROOT, config)), "config": config, "work_dir": work,
-           "progress": False, "tensorboard": False, "batch_size": batch, "num_epoch": 1, "save_interval": -1,
-           "knn_interval": 0, "weights": None, "resume": "none", "num_worker": 0}
-    proc = cls(cfg, name=name)
+    proc = build(config, "cuda" if torch.cuda.is_available() else "cpu", "fp32", batch)
+    name, cfg = proc.name, proc.cfg
     proc.model.train()
     it = iter(proc.train_loader)
     times = []
