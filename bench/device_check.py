@@ -115,13 +115,8 @@ def features(proc, x) -> torch.Tensor:
 
 
 def step(proc, x, y, index) -> torch.Tensor:
-    """One optimisation step of the processor's own loop; the loss tensor (on the device)."""
-    if hasattr(proc, "train_step"):
-        return proc.train_step(x, y, index, epoch=0, step=0)["loss"]
-    x, y = x.to(proc.device), y.to(proc.device)
-    _, loss = proc.micro_batches(x, y)
-    proc.optimizer_step()
-    return loss
+    """One optimisation step of the processor's own loop (`train_step`); the loss tensor (on the device)."""
+    return proc.train_step(x, y, index, epoch=0, step=0)["loss"]
 
 
 def placement_errors(proc, loss) -> list:

@@ -332,29 +332,35 @@ class Evaluation(Processor):
         else:
             self.model.train()
         self.set_loader_epoch(self.train_loader, epoch)
-        steps = len(self.train_loader)
         total, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg['num_epoch']}", leave=False,
                    disable=not (self.is_main and self.cfg["progress"]), dynamic_ncols=True)
         lr = self.set_lr(epoch)
         for step, (x, y, index) in enumerate(bar):
-            lr = self.set_lr(epoch + step / steps)
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if not self.cached and self.views.augments:
-                x = self.views(x, self.generator)[self.views.names[0]]
-            out, loss = self.micro_batches(x, y)
-            self.iteration += 1
-            if not self.check_finite(loss, epoch, step, index, self.train_set):
+            lr = self.set_lr(epoch + step / len(self.train_loader))
+            out = self.train_step(x, y, index, epoch, step)
+            if out is None:
                 continue
-            self.optimizer_step()
-            loss_sum += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
+            loss_sum += out["loss"].item() * len(y)
+            correct += int((out["logits"].argmax(1) == out["label"]).sum())
             total += len(y)
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.3g}")
+            bar.set_postfix(loss=f"{out['loss'].item():.4f}", lr=f"{lr:.3g}")
         if self.world_size > 1:  # every rank's shard, not rank 0's alone
             sums = all_reduce_sum(torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=self.device))
             loss_sum, correct, total = sums[0].item(), int(sums[1]), int(sums[2])
         return {"loss": loss_sum / max(total, 1), "train_top1": round(100.0 * correct / max(total, 1), 4), "lr": lr}
+
+    def train_step(self, x, y, index, epoch: int, step: int) -> dict | None:
+        """A loader batch's step (view, forward, check, optimiser step): {logits, loss, label}, None if skipped."""
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if not self.cached and self.views.augments:
+            x = self.views(x, self.generator)[self.views.names[0]]
+        out, loss = self.micro_batches(x, y)
+        self.iteration += 1
+        if not self.check_finite(loss, epoch, step, index, self.train_set):
+            return None
+        self.optimizer_step()
+        return {"logits": out, "loss": loss, "label": y}
 
     def micro_batches(self, x, y) -> tuple:
         """(logits, mean loss) of a batch, its gradient accumulated over `accumulate_grad_batches` equal
