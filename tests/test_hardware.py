@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from conftest import REPO_ROOT, demo_config
-from torchlight.hardware import bf16_advice, cpu_flags, cpu_has_native_bf16, host_summary
+from torchlight.hardware import bf16_advice, cpu_flags, cpu_has_native_bf16, cpu_model, host_summary
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -25,6 +25,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_has_native_bf16(flags) and not cpu_has_native_bf16({"avx2", "fma", "avx512f"})
     assert cpu_has_native_bf16({"amx_bf16", "amx_tile"})
     assert cpu_flags(str(tmp_path / "absent")) == set()
+    assert cpu_model(str(tmp_path / "cpuinfo")) == "AMD EPYC 9R14 96-Core Processor"
 
 
 def test_bf16_advice_follows_this_host():

@@ -13,27 +13,25 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
-    """The CPU feature flags of the first processor in /proc/cpuinfo (an empty set where there is none)."""
+def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first `name : value` line of /proc/cpuinfo (the first processor's), or None."""
     try:
         with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name"):
+                if line.startswith(name):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set:
+    """The CPU feature flags of the first processor in /proc/cpuinfo (an empty set where there is none)."""
+    return set((cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    return cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine()
 
 
 def cpu_has_native_bf16(flags: set | None = None) -> bool:
